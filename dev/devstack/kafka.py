@@ -1,0 +1,137 @@
+"""Apache Kafka in KRaft mode, one node, run from its Maven jars.
+
+Listeners: PLAINTEXT for most tests, SASL_SSL with SCRAM-SHA-512 (users created when the storage is
+formatted, a CA generated at first start) for the security tests. Replication-factor-1 settings so
+that transactions work on a single broker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import certs
+from devstack.layout import HOST, REPO, Layout
+from devstack.processes import Managed, run_checked, wait_until
+
+CLUSTER_ID = "Y3N2a2Fma2EtZGV2LXN0YQ"
+KEYSTORE_PASSWORD = "csvkafka-dev-keystore"
+
+
+@dataclass(frozen=True)
+class ScramUser:
+    name: str
+    password: str
+
+
+SCRAM_USERS = (ScramUser("csvkafka", "csvkafka-secret"), ScramUser("reader", "reader-secret"))
+
+
+def render_properties(layout: Layout, keystore: Path) -> str:
+    p = layout.ports
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{HOST}:{p.kafka_controller}",
+        "listeners": f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller},"
+        f"SASL_SSL://{HOST}:{p.kafka_sasl_ssl}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{p.kafka},SASL_SSL://{HOST}:{p.kafka_sasl_ssl}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(keystore),
+        "ssl.keystore.password": KEYSTORE_PASSWORD,
+        "ssl.key.password": KEYSTORE_PASSWORD,
+        "log.dirs": str(layout.kafka_dir / "data"),
+        "num.partitions": "1",
+        # Tests create their topics; a typo must not silently create one.
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "message.max.bytes": "1048588",
+        "log.segment.bytes": str(256 * 1024 * 1024),
+    }
+    return "".join(f"{k}={v}\n" for k, v in settings.items())
+
+
+LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = OUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+"""
+
+
+def service(layout: Layout) -> Managed:
+    return Managed("kafka", layout.run, layout.logs)
+
+
+def tls_dir(layout: Layout) -> Path:
+    return layout.kafka_dir / "tls"
+
+
+def java_command(layout: Layout, main_class: str, *args: str, heap: str = "256m") -> list[str]:
+    return [
+        "java", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={layout.kafka_dir / 'log4j2.properties'}",
+        "-cp", str(layout.cache / "kafka" / "libs" / "*"), main_class, *args,
+    ]
+
+
+def up(layout: Layout) -> None:
+    svc = service(layout)
+    if svc.running():
+        return
+    run_checked([str(REPO / "dev" / "build" / "kafka.sh")], what="fetching the Kafka jars")
+    tls = tls_dir(layout)
+    ca_crt, _ = certs.ensure_ca(tls, "csvkafka-dev-kafka-ca")
+    crt, key = certs.ensure_cert(
+        tls, "broker", subject="/CN=localhost", server_names=["IP:127.0.0.1", "DNS:localhost"]
+    )
+    keystore = certs.ensure_pkcs12(crt, key, ca_crt, tls / "broker.p12", KEYSTORE_PASSWORD)
+    pem = layout.kafka_ca_pem
+    if not pem.exists():
+        pem.write_bytes(ca_crt.read_bytes())
+
+    layout.kafka_dir.mkdir(parents=True, exist_ok=True)
+    props = layout.kafka_dir / "server.properties"
+    props.write_text(render_properties(layout, keystore))
+    (layout.kafka_dir / "log4j2.properties").write_text(LOG4J2)
+    if not (layout.kafka_dir / "data" / "meta.properties").exists():
+        scram = [a for u in SCRAM_USERS for a in ("--add-scram", f"SCRAM-SHA-512=[name={u.name},password={u.password}]")]
+        run_checked(
+            java_command(layout, "kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c", str(props), *scram),
+            what="formatting the Kafka storage",
+        )
+    svc.start(java_command(layout, "kafka.Kafka", str(props), heap="1g"), env=dict(os.environ))
+    wait_until(svc, lambda: _broker_answers(layout), timeout=120, what="metadata on the PLAINTEXT listener")
+
+
+def _broker_answers(layout: Layout) -> bool:
+    try:
+        with socket.create_connection((HOST, layout.ports.kafka), timeout=1):
+            pass
+    except OSError:
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": f"{HOST}:{layout.ports.kafka}"})
+    try:
+        return len(admin.list_topics(timeout=2).brokers) > 0
+    except Exception:
+        return False

@@ -1,0 +1,1 @@
+"""csvkafka operator: reconciles CsvKafkaImport resources into Jobs."""

@@ -1,0 +1,1 @@
+"""csvkafka worker: streams CSV objects from S3 into Kafka with DynamoDB checkpoints."""

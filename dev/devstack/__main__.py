@@ -15,6 +15,7 @@ import shlex
 import shutil
 import sys
 import time
+from typing import TextIO
 
 from devstack import aws, kafka, kube
 from devstack.layout import HOST, Layout
@@ -64,7 +65,7 @@ def cmd_up(layout: Layout, without: set[str]) -> None:
     if "kube" not in without:
         kube.up(layout, with_node_agent="node-agent" not in without)
     print(f"stack up in {time.monotonic() - started:.1f}s", file=sys.stderr)
-    cmd_status(layout, out=sys.stderr)
+    cmd_status(layout, stream=sys.stderr)
 
 
 def cmd_down(layout: Layout, purge: bool) -> None:
@@ -77,14 +78,13 @@ def cmd_down(layout: Layout, purge: bool) -> None:
         print(f"removed {layout.state}", file=sys.stderr)
 
 
-def cmd_status(layout: Layout, out: object = sys.stdout) -> int:
-    stream = out if hasattr(out, "write") else sys.stdout
+def cmd_status(layout: Layout, stream: TextIO = sys.stdout) -> int:
     down = 0
     for svc, where in all_services(layout):
         pid = svc.pid()
         state = f"running (pid {pid})" if pid else "stopped"
         down += pid is None
-        print(f"{svc.name:<24} {state:<20} {where}", file=stream)  # type: ignore[call-overload]
+        print(f"{svc.name:<24} {state:<20} {where}", file=stream)
     return 0 if down == 0 else 3
 
 
@@ -94,11 +94,10 @@ def cmd_env(layout: Layout) -> None:
 
 
 def cmd_kubeconfig_for(layout: Layout, namespace: str, service_account: str) -> None:
+    from devstack.tokens import write_serviceaccount_kubeconfig
     from kubernetes import client, config
 
-    from devstack.tokens import write_serviceaccount_kubeconfig
-
-    api = client.CoreV1Api(config.new_client_from_config(str(layout.admin_kubeconfig)))
+    api = client.CoreV1Api(config.new_client_from_config(str(layout.admin_kubeconfig)))  # type: ignore[no-untyped-call]
     target = layout.kube_dir / "serviceaccounts" / f"{namespace}.{service_account}.kubeconfig"
     target.parent.mkdir(parents=True, exist_ok=True)
     path = write_serviceaccount_kubeconfig(

@@ -113,7 +113,8 @@ def up(layout: Layout) -> None:
     props.write_text(render_properties(layout, keystore))
     (layout.kafka_dir / "log4j2.properties").write_text(LOG4J2)
     if not (layout.kafka_dir / "data" / "meta.properties").exists():
-        scram = [a for u in SCRAM_USERS for a in ("--add-scram", f"SCRAM-SHA-512=[name={u.name},password={u.password}]")]
+        scram = [arg for u in SCRAM_USERS
+                 for arg in ("--add-scram", f"SCRAM-SHA-512=[name={u.name},password={u.password}]")]
         run_checked(
             java_command(layout, "kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c", str(props), *scram),
             what="formatting the Kafka storage",

@@ -1,0 +1,99 @@
+"""The checkpoint: where an import stands, as stored in its DynamoDB item.
+
+The item keeps the seed system's attributes (`job_id`, `last_line`, `total_sent`, `timestamp`) with
+their meaning, so its runbook commands still read it, and adds what resume and the operator need.
+An item written by hand in the seed's format (no `byte_offset`) resumes at row `last_line + 1`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    job_id: str
+    # Data rows consumed (sent, dead-lettered or skipped), header and blank lines excluded.
+    last_line: int = 0
+    total_sent: int = 0
+    timestamp: int = 0
+    # Offset, in the (decompressed) stream, of the first byte after row `last_line`; None when unknown
+    # (a seed-format item), which makes the worker find row `last_line + 1` by reading.
+    byte_offset: int | None = None
+    rows_dead_lettered: int = 0
+    rows_skipped: int = 0
+    bytes_total: int | None = None
+    source_uri: str | None = None
+    source_etag: str | None = None
+    state: State = State.RUNNING
+    message: str | None = None
+    rows_per_second: float = 0.0
+    started_at: int | None = None
+    # Lease: the worker that may advance this checkpoint, and until when (epoch seconds).
+    owner: str | None = None
+    lease_expires: float | None = None
+
+    @property
+    def rows_bad(self) -> int:
+        return self.rows_dead_lettered + self.rows_skipped
+
+    def advanced(self, **changes: Any) -> Checkpoint:
+        return replace(self, **changes)
+
+
+_NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_lettered", "rows_skipped",
+            "bytes_total", "started_at")
+_FLOATS = ("rows_per_second", "lease_expires")
+_STRINGS = ("source_uri", "source_etag", "message", "owner")
+
+
+def to_item(cp: Checkpoint) -> dict[str, dict[str, str]]:
+    """The DynamoDB item (low-level attribute-value form) of a checkpoint."""
+    item: dict[str, dict[str, str]] = {"job_id": {"S": cp.job_id}, "state": {"S": cp.state.value}}
+    for name in (*_NUMBERS, *_FLOATS):
+        value = getattr(cp, name)
+        if value is not None:
+            item[name] = {"N": _number(value)}
+    for name in _STRINGS:
+        value = getattr(cp, name)
+        if value is not None:
+            item[name] = {"S": value}
+    return item
+
+
+def from_item(item: dict[str, dict[str, str]]) -> Checkpoint:
+    """Reads an item written by csvkafka or by hand in the seed's format."""
+    fields: dict[str, Any] = {"job_id": item["job_id"]["S"]}
+    for name in _NUMBERS:
+        if name in item:
+            fields[name] = int(Decimal(item[name]["N"]))
+    for name in _FLOATS:
+        if name in item:
+            fields[name] = float(item[name]["N"])
+    for name in _STRINGS:
+        if name in item:
+            fields[name] = item[name]["S"]
+    if "state" in item:
+        fields["state"] = State(item["state"]["S"])
+    return Checkpoint(**fields)
+
+
+def _number(value: float) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def shard_job_id(job_id: str, index: int, count: int) -> str:
+    """The checkpoint key of one shard: the job id itself for a single shard, else suffixed."""
+    return job_id if count == 1 else f"{job_id}#{index}/{count}"

@@ -1,0 +1,169 @@
+"""The import spec: what one worker imports, from where, to where, and how.
+
+This is the contract the operator shares with the worker. Field names (in their camelCase aliases)
+are those of the `CsvKafkaImport` resource's `spec`, so the operator validates a resource by parsing
+its spec with these models and renders the worker's command line with `to_cli_args`.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+
+class Compression(StrEnum):
+    AUTO = "auto"
+    NONE = "none"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+    BZ2 = "bz2"
+
+
+class ValueFormat(StrEnum):
+    JSON = "json"
+    LINE = "line"
+
+
+class Delivery(StrEnum):
+    AT_LEAST_ONCE = "at-least-once"
+    EXACTLY_ONCE = "exactly-once"
+
+
+class BadRowAction(StrEnum):
+    FAIL = "fail"
+    SKIP = "skip"
+    DEAD_LETTER = "dead-letter"
+
+
+class AuthMechanism(StrEnum):
+    NONE = "none"
+    SCRAM_SHA_512 = "scram-sha-512"
+    SCRAM_SHA_256 = "scram-sha-256"
+    MSK_IAM = "msk-iam"
+
+
+OneChar = Annotated[str, Field(min_length=1, max_length=1)]
+
+
+class CsvDialect(Model):
+    delimiter: OneChar = ","
+    quote: OneChar = '"'
+    escape: OneChar | None = None
+    header: bool = True
+    columns: tuple[str, ...] | None = None
+    encoding: str = "utf-8"
+    skip_rows: int = Field(default=0, ge=0)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError as unknown:
+            raise ValueError(f"unknown encoding {value!r}; use a codec name such as utf-8 or latin-1") from unknown
+        return value
+
+    @model_validator(mode="after")
+    def _needs_names(self) -> CsvDialect:
+        if self.escape is not None and self.escape == self.quote:
+            # A doubled quote is RFC 4180's own escape; spelling it out as escape would mean something else.
+            raise ValueError("escape equal to quote is the default RFC 4180 behaviour; leave escape unset")
+        if self.delimiter in ("\r", "\n") or self.delimiter == self.quote:
+            raise ValueError("the delimiter must differ from the quote character and from line breaks")
+        return self
+
+
+class SourceSpec(Model):
+    uri: str
+    compression: Compression = Compression.AUTO
+    csv: CsvDialect = CsvDialect()
+
+    @field_validator("uri")
+    @classmethod
+    def _s3_uri(cls, value: str) -> str:
+        if not S3_URI.match(value):
+            raise ValueError(f"source uri {value!r} is not of the form s3://bucket/key")
+        return value
+
+    @property
+    def bucket(self) -> str:
+        match = S3_URI.match(self.uri)
+        assert match is not None
+        return match["bucket"]
+
+    @property
+    def key(self) -> str:
+        match = S3_URI.match(self.uri)
+        assert match is not None
+        return match["key"]
+
+
+class AuthSpec(Model):
+    mechanism: AuthMechanism = AuthMechanism.NONE
+    tls: bool = False
+    ca_file: str | None = None
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AuthSpec:
+        scram = self.mechanism in (AuthMechanism.SCRAM_SHA_256, AuthMechanism.SCRAM_SHA_512)
+        if scram and not (self.username and self.password):
+            raise ValueError(f"auth mechanism {self.mechanism} needs a username and a password")
+        return self
+
+
+class SinkSpec(Model):
+    bootstrap_servers: str = Field(min_length=1)
+    topic: str = Field(min_length=1, max_length=249, pattern=r"^[a-zA-Z0-9._-]+$")
+    key_column: str | None = None
+    value_format: ValueFormat = ValueFormat.JSON
+    headers: bool = True
+    auth: AuthSpec = AuthSpec()
+    producer: dict[str, str] = Field(default_factory=dict)
+
+
+class CheckpointSpec(Model):
+    table: str = Field(min_length=3, max_length=255)
+    job_id: str | None = None
+    every_rows: int = Field(default=100_000, ge=1)
+    every_seconds: float = Field(default=5.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+
+
+class BadRowsSpec(Model):
+    action: BadRowAction = BadRowAction.FAIL
+    dead_letter_topic: str | None = None
+    # None: no limit. A number: the import fails once more rows than this were bad.
+    max_bad_rows: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _dead_letter_needs_topic(self) -> BadRowsSpec:
+        if self.action is BadRowAction.DEAD_LETTER and not self.dead_letter_topic:
+            raise ValueError("bad-row action dead-letter needs a dead-letter topic")
+        return self
+
+
+class ImportSpec(Model):
+    source: SourceSpec
+    sink: SinkSpec
+    checkpoint: CheckpointSpec
+    delivery: Delivery = Delivery.AT_LEAST_ONCE
+    bad_rows: BadRowsSpec = BadRowsSpec()
+
+    @property
+    def job_id(self) -> str:
+        return self.checkpoint.job_id or f"{self.source.bucket}/{self.source.key}->{self.sink.topic}"

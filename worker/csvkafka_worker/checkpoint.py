@@ -39,6 +39,9 @@ class Checkpoint:
     message: str | None = None
     rows_per_second: float = 0.0
     started_at: int | None = None
+    # Identifies one pass over the source from a given start: a reset or a hand-set row makes a new
+    # one, so exactly-once positions committed to Kafka by an earlier pass are not resumed from.
+    run_id: str | None = None
     # Lease: the worker that may advance this checkpoint, and until when (epoch seconds).
     owner: str | None = None
     lease_expires: float | None = None
@@ -54,7 +57,7 @@ class Checkpoint:
 _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_lettered", "rows_skipped",
             "bytes_total", "started_at")
 _FLOATS = ("rows_per_second", "lease_expires")
-_STRINGS = ("source_uri", "source_etag", "message", "owner")
+_STRINGS = ("source_uri", "source_etag", "message", "owner", "run_id")
 
 
 def to_item(cp: Checkpoint) -> dict[str, dict[str, str]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from csvkafka_worker.errors import ConfigError
 from csvkafka_worker.spec import (
     AuthMechanism,
     BadRowAction,
@@ -22,10 +23,6 @@ from csvkafka_worker.spec import (
     ImportSpec,
     ValueFormat,
 )
-
-
-class ConfigError(ValueError):
-    """Bad configuration: retrying cannot help. The message names the setting and the fix."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,369 @@
+"""One import, start to end: claim the checkpoint, stream blocks to Kafka, checkpoint, finish.
+
+The imperative shell around the pure parts (records, encode, watermark, preamble): S3, Kafka and
+DynamoDB are reached only through source.py, sink.py and store.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from csvkafka_worker import decompress, positions
+from csvkafka_worker.checkpoint import Checkpoint, State, shard_job_id
+from csvkafka_worker.encode import BadRecord, RowEncoder
+from csvkafka_worker.errors import BadInput, Infrastructure, WorkerError
+from csvkafka_worker.kafka_config import transactional_id
+from csvkafka_worker.metrics import Metrics
+from csvkafka_worker.options import RunOptions
+from csvkafka_worker.preamble import Preamble, read_preamble
+from csvkafka_worker.progress import Progress, Snapshot
+from csvkafka_worker.records import Block, BlockSplitter, RecordTooLarge, is_unterminated, record_ends, split_records
+from csvkafka_worker.sink import RECORD_OVERHEAD, KafkaSink, probe
+from csvkafka_worker.source import ObjectInfo, RangedReader, head
+from csvkafka_worker.spec import BadRowAction, Compression, Delivery, ImportSpec
+from csvkafka_worker.store import CheckpointStore
+from csvkafka_worker.watermark import Counts, DeliveryWatermark, PendingBlock, Position
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: State
+    checkpoint: Checkpoint
+
+
+class Importer:
+    def __init__(self, spec: ImportSpec, run: RunOptions, *, s3: Any, dynamodb: Any, owner: str,
+                 stop: threading.Event, progress: Progress | None = None,
+                 positions_topic: str = positions.DEFAULT_TOPIC) -> None:
+        self.spec = spec
+        self.run_options = run
+        self.s3 = s3
+        self.stop = stop
+        self.job_id = shard_job_id(spec.job_id, run.shard_index, run.shard_count)
+        self.store = CheckpointStore(dynamodb, spec.checkpoint.table, self.job_id, owner=owner,
+                                     lease_seconds=spec.checkpoint.lease_seconds)
+        self.progress = progress or Progress(self.job_id, run.progress)
+        self.metrics = Metrics(self.job_id)
+        self.positions_topic = positions_topic
+        self.exactly_once = spec.delivery is Delivery.EXACTLY_ONCE
+        dialect = spec.source.csv
+        self.quote = dialect.quote.encode()
+        self.escape = dialect.escape.encode() if dialect.escape else None
+
+    # -- the whole run ---------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        if self.run_options.shard_count != 1:
+            raise BadInput("splitting one object into shards is not supported yet; set parallelism to 1",
+                           reason="InvalidConfiguration")
+        info = head(self.s3, self.spec.source.bucket, self.spec.source.key)
+        checkpoint = self.store.claim()
+        try:
+            return self._run_claimed(info, checkpoint)
+        except WorkerError as error:
+            self._release_failed(error)
+            raise
+        except Exception as error:
+            self._release_failed(Infrastructure(f"unexpected error: {error!r}", reason="InternalError"))
+            raise
+
+    def _release_failed(self, error: WorkerError) -> None:
+        latest = getattr(self, "_checkpoint", None)
+        if latest is None or latest.owner is None:
+            return  # never claimed, or already released by a clean stop
+        try:
+            self.store.release(latest, State.FAILED, message=str(error))
+        except WorkerError:
+            pass  # The lease was lost or DynamoDB is gone: the original error is the one to report.
+
+    def _run_claimed(self, info: ObjectInfo, checkpoint: Checkpoint) -> Outcome:
+        self._checkpoint = checkpoint
+        if checkpoint.state is State.COMPLETED and checkpoint.source_etag in (None, info.etag):
+            self.progress.event("already-complete", row=checkpoint.last_line, sent=checkpoint.total_sent)
+            final = self.store.release(checkpoint, State.COMPLETED, checkpoint.message)
+            return Outcome(State.COMPLETED, final)
+        if checkpoint.source_etag not in (None, info.etag) and checkpoint.last_line > 0:
+            raise BadInput(f"{info.uri} changed since this import started (ETag {checkpoint.source_etag} → "
+                           f"{info.etag}); reset the import to load the new version", reason="SourceChanged")
+
+        compression = decompress.detect(info.key, self._first_bytes(info), self.spec.source.compression)
+        preamble = self._read_preamble(info, compression)
+        sink_topics = [self.spec.sink.topic]
+        if self.spec.bad_rows.action is BadRowAction.DEAD_LETTER and self.spec.bad_rows.dead_letter_topic:
+            sink_topics.append(self.spec.bad_rows.dead_letter_topic)
+        probe(self.spec.sink, sink_topics, self._client_id())
+
+        start, counts, skip_rows = self._start_position(checkpoint, preamble)
+        sink = KafkaSink(self.spec.sink, self._client_id(),
+                         transactional_id(self.job_id) if self.exactly_once else None)
+        run_id = checkpoint.run_id or uuid.uuid4().hex
+        if self.exactly_once:
+            positions.ensure_topic(self.spec.sink, self.positions_topic, self._client_id())
+            committed = positions.read_committed_position(self.spec.sink, self.positions_topic, self.job_id,
+                                                          self._client_id())
+            if committed is not None and committed[1].get("run_id") == run_id:
+                start, counts, skip_rows = committed[0], _counts(committed[1]), 0
+
+        # The run id is stored before anything is produced, so that a crash at any later point
+        # resumes this same pass.
+        self._checkpoint = self.store.save(checkpoint.advanced(
+            source_uri=info.uri, source_etag=info.etag, bytes_total=info.size if compression is Compression.NONE
+            else checkpoint.bytes_total, state=State.RUNNING, message=None, run_id=run_id,
+            started_at=checkpoint.started_at or int(time.time())))
+        run = _Run(self, info, sink, preamble, start, counts, skip_rows)
+        self.metrics.serve(self.run_options.metrics_port)
+        self.progress.event("start", source=info.uri, etag=info.etag, size=info.size, compression=compression.value,
+                            row=start.row, offset=start.offset, delivery=self.spec.delivery.value)
+        return run.stream(self._chunks(info, compression, start.offset))
+
+    # -- pieces ----------------------------------------------------------------------------------
+
+    def _client_id(self) -> str:
+        return f"csvkafka-{self.job_id}"[:200]
+
+    def _first_bytes(self, info: ObjectInfo) -> bytes:
+        if info.size == 0:
+            return b""
+        return b"".join(RangedReader(self.s3, info, range_bytes=16, prefetch=1).chunks(0, 16))
+
+    def _chunks(self, info: ObjectInfo, compression: Compression, offset: int) -> Iterator[bytes]:
+        reader = RangedReader(self.s3, info)
+        if compression is Compression.NONE:
+            return reader.chunks(offset)
+        return decompress.skip(decompress.decompressed(reader.chunks(0), compression, info.uri), offset)
+
+    def _read_preamble(self, info: ObjectInfo, compression: Compression) -> Preamble:
+        prefix = b""
+        stream = decompress.decompressed(RangedReader(self.s3, info, range_bytes=256 * 1024, prefetch=1).chunks(0),
+                                         compression, info.uri)
+        for chunk in stream:
+            prefix += chunk
+            found = read_preamble(prefix, self.spec.source.csv, self.spec.sink.key_column, at_eof=False)
+            if found is not None:
+                stream.close()
+                return found
+        found = read_preamble(prefix, self.spec.source.csv, self.spec.sink.key_column, at_eof=True)
+        assert found is not None
+        return found
+
+    def _start_position(self, checkpoint: Checkpoint, preamble: Preamble) -> tuple[Position, Counts, int]:
+        counts = Counts(sent=checkpoint.total_sent, dead_lettered=checkpoint.rows_dead_lettered,
+                        skipped=checkpoint.rows_skipped)
+        if checkpoint.byte_offset is not None:
+            return Position(checkpoint.last_line, max(checkpoint.byte_offset, preamble.data_start)), counts, 0
+        # A seed-format item (only last_line): read from the first data row and skip that many rows.
+        return Position(0, preamble.data_start), counts, checkpoint.last_line
+
+
+class _Run:
+    """The state of one streaming pass; lives as long as `Importer.run`."""
+
+    def __init__(self, importer: Importer, info: ObjectInfo, sink: KafkaSink, preamble: Preamble, start: Position,
+                 counts: Counts, skip_rows: int) -> None:
+        self.imp = importer
+        self.spec = importer.spec
+        self.info = info
+        self.sink = sink
+        self.encoder = RowEncoder(preamble.header, self.spec.source.csv, self.spec.sink.value_format,
+                                  self.spec.sink.key_column)
+        self.watermark = DeliveryWatermark(start, counts)
+        self.row = start.row
+        self.skip_rows = skip_rows
+        self.bad_rows = counts.dead_lettered + counts.skipped
+        self.source_header = ("csvkafka.source", info.uri.encode())
+        self.last_checkpoint = time.monotonic()
+        self.rows_at_checkpoint = start.row
+        self.read_offset = start.offset
+        self.txn_end = start
+
+    def stream(self, chunks: Iterator[bytes]) -> Outcome:
+        splitter = BlockSplitter(start=self.watermark.position.offset, quote=self.imp.quote, escape=self.imp.escape)
+        self.sink.begin()
+        interrupted = False
+        try:
+            for chunk in chunks:
+                block = splitter.feed(chunk)
+                if block is not None:
+                    self.send_block(block, final=False)
+                self.sink.poll()
+                self.maybe_checkpoint()
+                if self.imp.stop.is_set():
+                    interrupted = True
+                    break
+            else:
+                last = splitter.finish()
+                if last is not None:
+                    self.send_block(last, final=True)
+        except RecordTooLarge as error:
+            raise BadInput(f"{self.info.uri}: {error}", reason="BadInput") from error
+        if interrupted:
+            return self.finish(State.INTERRUPTED, timeout=max(1.0, self.imp.run_options.shutdown_timeout - 5))
+        return self.finish(State.COMPLETED, timeout=300)
+
+    # -- one block -------------------------------------------------------------------------------
+
+    def send_block(self, block: Block, *, final: bool) -> None:
+        records = split_records(block.data, self.imp.quote, self.imp.escape)
+        data, start = block.data, block.start
+        if self.skip_rows:
+            records, data, start = self._skip_resumed_rows(records, data, start)
+        unterminated = final and bool(records) and is_unterminated(records[-1], self.imp.quote, self.imp.escape)
+        encoded = self.encoder.encode(records[:-1] if unterminated else records)
+        bad = list(encoded.bad)
+        if unterminated:
+            bad.append(BadRecord(len(records) - 1, "quoted field not closed at the end of the object"))
+        values, keys, indices = encoded.values, encoded.keys, encoded.indices
+        if values and max(map(len, values)) > self.sink.max_message_bytes - RECORD_OVERHEAD:
+            values, keys, indices, oversized = self._split_oversized(values, keys, indices)
+            bad = sorted([*bad, *oversized], key=lambda b: b.index)
+        ordinals = _row_ordinals(records)
+        n_rows = ordinals[-1] if ordinals else 0
+        first_row = self.row + 1
+        if bad and self.spec.bad_rows.action is BadRowAction.FAIL:
+            self._fail_at(bad[0], records, data, start, ordinals, values, keys, indices)
+        dead_letter = self.spec.bad_rows.action is BadRowAction.DEAD_LETTER
+        counts = Counts(sent=len(values), dead_lettered=len(bad) if dead_letter else 0,
+                        skipped=0 if dead_letter else len(bad))
+        pending = self.watermark.open_block(Position(self.row + n_rows, start + len(data)), counts)
+        pending.outstanding = len(values) + counts.dead_lettered
+        headers = None
+        if self.spec.sink.headers:
+            src = self.source_header
+            headers = [[src, ("csvkafka.row", b"%d" % (first_row + ordinals[i] - 1))] for i in indices]
+        self.sink.produce_rows(pending, values, keys, headers)
+        if bad:
+            self._handle_bad(pending, bad, records, data, start, ordinals, first_row)
+        self.row += n_rows
+        self.read_offset = start + len(data)
+        self.txn_end = Position(self.row, self.read_offset)
+        self.imp.metrics.add(rows_read=n_rows, bytes_read=len(data))
+
+    def _skip_resumed_rows(self, records: list[bytes], data: bytes, start: int) -> tuple[list[bytes], bytes, int]:
+        ordinals = _row_ordinals(records)
+        cut = next((i + 1 for i, n in enumerate(ordinals) if n == self.skip_rows), None)
+        if cut is None:
+            self.skip_rows -= ordinals[-1] if ordinals else 0
+            self.row += ordinals[-1] if ordinals else 0
+            return [], b"", start + len(data)
+        ends = record_ends(data, records)
+        self.row += self.skip_rows
+        self.skip_rows = 0
+        return records[cut:], data[ends[cut - 1]:], start + ends[cut - 1]
+
+    def _split_oversized(self, values: list[bytes], keys: list[bytes | None] | None, indices: list[int]
+                         ) -> tuple[list[bytes], list[bytes | None] | None, list[int], list[BadRecord]]:
+        limit = self.sink.max_message_bytes - RECORD_OVERHEAD
+        keep = [j for j, v in enumerate(values) if len(v) <= limit]
+        oversized = [BadRecord(indices[j], f"encoded row of {len(v)} bytes is larger than a Kafka message may "
+                                           f"be (message.max.bytes={self.sink.max_message_bytes})")
+                     for j, v in enumerate(values) if len(v) > limit]
+        return ([values[j] for j in keep], [keys[j] for j in keep] if keys is not None else None,
+                [indices[j] for j in keep], oversized)
+
+    def _fail_at(self, first_bad: BadRecord, records: list[bytes], data: bytes, start: int, ordinals: list[int],
+                 values: list[bytes], keys: list[bytes | None] | None, indices: list[int]) -> None:
+        """Sends the rows before the bad one, checkpoints right before it, and stops the import."""
+        before = [j for j, i in enumerate(indices) if i < first_bad.index]
+        ends = record_ends(data, records)
+        bad_start = start + (ends[first_bad.index - 1] if first_bad.index else 0)
+        rows_before = ordinals[first_bad.index] - 1
+        pending = self.watermark.open_block(Position(self.row + rows_before, bad_start), Counts(sent=len(before)))
+        pending.outstanding = len(before)
+        self.sink.produce_rows(pending, [values[j] for j in before],
+                               [keys[j] for j in before] if keys is not None else None, None)
+        row_number = self.row + rows_before + 1
+        self.row += rows_before
+        error = BadInput(f"row {row_number} (byte offset {bad_start}) of {self.info.uri}: {first_bad.reason}; fix the "
+                         "file, or set badRows.action to skip or dead-letter", reason="BadInput")
+        self.finish(State.FAILED, timeout=60, message=str(error))
+        raise error
+
+    def _handle_bad(self, pending: PendingBlock, bad: list[BadRecord], records: list[bytes], data: bytes, start: int,
+                    ordinals: list[int], first_row: int) -> None:
+        self.bad_rows += len(bad)
+        ends = record_ends(data, records)
+        limit = self.spec.bad_rows.max_bad_rows
+        for entry in bad:
+            row_number = first_row + ordinals[entry.index] - 1
+            offset = start + (ends[entry.index - 1] if entry.index else 0)
+            if self.spec.bad_rows.action is BadRowAction.DEAD_LETTER:
+                topic = self.spec.bad_rows.dead_letter_topic
+                assert topic is not None
+                self.sink.produce_dead_letter(pending, topic, records[entry.index], [
+                    self.source_header, ("csvkafka.row", str(row_number).encode()),
+                    ("csvkafka.offset", str(offset).encode()), ("csvkafka.reason", entry.reason.encode())])
+            self.imp.progress.event("bad-row", level="warning", row=row_number, offset=offset, reason=entry.reason,
+                                    action=self.spec.bad_rows.action.value)
+        self.imp.metrics.add(rows_bad=len(bad))
+        if limit is not None and self.bad_rows > limit:
+            first = bad[0]
+            raise BadInput(f"{self.bad_rows} bad rows in {self.info.uri}, more than badRows.maxBadRows={limit} "
+                           f"(latest: row {first_row + ordinals[first.index] - 1}: {first.reason}); fix the file or "
+                           "raise the limit", reason="BadInput")
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def maybe_checkpoint(self) -> None:
+        every = self.spec.checkpoint
+        if self.row - self.rows_at_checkpoint < every.every_rows and \
+                time.monotonic() - self.last_checkpoint < every.every_seconds:
+            return
+        self.checkpoint(State.RUNNING)
+
+    def checkpoint(self, state: State, message: str | None = None, release: bool = False) -> Checkpoint:
+        if self.sink.transactional and not self.sink.flush(120):
+            raise Infrastructure("Kafka did not acknowledge the transaction's rows within 120s",
+                                 reason="KafkaUnreachable")
+        failures = self.watermark.failures()
+        if failures:
+            raise Infrastructure(f"Kafka did not accept rows of {self.info.uri}: {failures[0]}; check the brokers "
+                                 "and the topic (the import resumes from its last checkpoint)",
+                                 reason="KafkaUnreachable")
+        if self.sink.transactional:
+            position = self.watermark.position
+            counts = self.watermark.delivered
+            self.sink.commit(self.imp.positions_topic, self.imp.job_id, position,
+                             {"sent": counts.sent, "dead_lettered": counts.dead_lettered, "skipped": counts.skipped,
+                              "run_id": self.imp._checkpoint.run_id})
+        position, counts = self.watermark.position, self.watermark.delivered
+        current = self.imp._checkpoint.advanced(
+            last_line=position.row, byte_offset=position.offset, total_sent=counts.sent,
+            rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,
+            rows_per_second=round(self.imp.progress.rows_per_second, 1))
+        saved = self.imp.store.release(current, state, message) if release else self.imp.store.save(current)
+        self.imp._checkpoint = saved
+        self.last_checkpoint = time.monotonic()
+        self.rows_at_checkpoint = self.row
+        snap = Snapshot(self.row, counts.sent, counts.dead_lettered + counts.skipped, self.read_offset,
+                        self.info.size if self.imp._checkpoint.bytes_total else None)
+        self.imp.progress.update(snap, force=state is not State.RUNNING)
+        self.imp.metrics.gauges(checkpoint_age=0, queue_depth=len(self.sink.producer))
+        if self.sink.transactional and state is State.RUNNING:
+            self.sink.begin()
+        return saved
+
+    def finish(self, state: State, *, timeout: float, message: str | None = None) -> Outcome:
+        if not self.sink.flush(timeout):
+            raise Infrastructure(f"Kafka did not acknowledge all rows within {timeout:.0f}s of the end; the import "
+                                 "resumes from its last checkpoint", reason="KafkaUnreachable")
+        final = self.checkpoint(state, message, release=True)
+        counts = self.watermark.delivered
+        self.imp.progress.event("finish", state=state.value, rows_read=final.last_line, rows_sent=counts.sent,
+                                rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,
+                                offset=final.byte_offset)
+        return Outcome(state, final)
+
+
+def _row_ordinals(records: list[bytes]) -> list[int]:
+    """For each record, the number of non-blank records up to and including it."""
+    return list(itertools.accumulate(1 if r else 0 for r in records))
+
+
+def _counts(raw: dict[str, Any]) -> Counts:
+    return Counts(sent=raw.get("sent", 0), dead_lettered=raw.get("dead_lettered", 0), skipped=raw.get("skipped", 0))

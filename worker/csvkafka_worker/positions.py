@@ -1,0 +1,73 @@
+"""Exactly-once positions: a compacted Kafka topic keyed by job id, written inside each transaction.
+
+The last committed value for a job is where its committed records end, so a restarted worker
+resumes exactly there, whatever DynamoDB says (DynamoDB mirrors it after each commit for people
+and the operator, and may lag by one commit after a crash).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from csvkafka_worker.errors import Infrastructure
+from csvkafka_worker.kafka_config import client_base
+from csvkafka_worker.spec import SinkSpec
+from csvkafka_worker.watermark import Position
+
+DEFAULT_TOPIC = "csvkafka-positions"
+
+
+def ensure_topic(sink: SinkSpec, topic: str, client_id: str) -> None:
+    admin = AdminClient(client_base(sink, client_id))
+    if topic in admin.list_topics(timeout=20).topics:
+        return
+    new = NewTopic(topic, num_partitions=1, replication_factor=-1,
+                   config={"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"})
+    try:
+        admin.create_topics([new])[topic].result(30)
+    except KafkaException as error:
+        if "TOPIC_ALREADY_EXISTS" not in str(error):
+            raise Infrastructure(f"cannot create the positions topic {topic!r} for exactly-once delivery "
+                                 f"({error}); create it (compacted, 1 partition) or grant CreateTopic",
+                                 reason="KafkaUnreachable") from error
+
+
+def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: str,
+                            timeout: float = 30) -> tuple[Position, dict[str, Any]] | None:
+    consumer = Consumer({**client_base(sink, client_id), "group.id": f"csvkafka-reader-{uuid.uuid4().hex}",
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    try:
+        partition = TopicPartition(topic, 0, OFFSET_BEGINNING)
+        _, high = consumer.get_watermark_offsets(partition, timeout=timeout)
+        consumer.assign([partition])
+        found: dict[str, Any] | None = None
+        key = job_id.encode()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error() is not None:
+                if message.error().code() == message.error()._PARTITION_EOF:
+                    break
+                raise Infrastructure(f"reading positions topic {topic}: {message.error().str()}",
+                                     reason="KafkaUnreachable")
+            if message.key() == key:
+                found = orjson.loads(message.value())
+            if message.offset() >= high - 1:
+                break
+        else:
+            raise Infrastructure(f"reading positions topic {topic} did not finish in {timeout}s",
+                                 reason="KafkaUnreachable")
+    finally:
+        consumer.close()
+    if found is None:
+        return None
+    return Position(found.pop("row"), found.pop("offset")), found

@@ -1,0 +1,135 @@
+"""Reading an S3 object as a stream of chunks, with ranged GETs, from any byte offset.
+
+Memory stays constant whatever the object's size: at most `prefetch` ranges of `range_bytes` are
+held at once. A background thread fetches the next range while the caller works on the current
+one, so network and CPU overlap. Each range is one GET, retried by botocore on throttling and
+transient errors; a range that still fails is re-requested from where it broke off.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from csvkafka_worker.errors import BadInput, Infrastructure
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def s3_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=10, read_timeout=60,
+                    max_pool_connections=8)
+    return boto3.client("s3", config=config)
+
+
+def head(client: Any, bucket: str, key: str) -> ObjectInfo:
+    try:
+        response = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise BadInput(f"source object s3://{bucket}/{key} does not exist; check source.uri "
+                           "(bucket, key, and the region of the bucket)", reason="SourceNotFound") from error
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise BadInput(f"access to s3://{bucket}/{key} is denied; grant s3:GetObject on it to the worker's "
+                           "role (IRSA)", reason="SourceAccessDenied") from error
+        raise Infrastructure(f"S3 HEAD s3://{bucket}/{key} failed: {error}", reason="S3Unavailable") from error
+    except BotoCoreError as error:
+        raise Infrastructure(f"S3 endpoint unreachable for s3://{bucket}/{key}: {error}",
+                             reason="S3Unavailable") from error
+    return ObjectInfo(bucket, key, int(response["ContentLength"]), str(response.get("ETag", "")).strip('"'))
+
+
+class RangedReader:
+    """Yields the object's bytes from `start` to `end` (exclusive) in order, prefetching ahead."""
+
+    def __init__(self, client: Any, info: ObjectInfo, *, range_bytes: int = 8 * 1024 * 1024,
+                 prefetch: int = 2) -> None:
+        self._client = client
+        self._info = info
+        self._range_bytes = range_bytes
+        self._prefetch = prefetch
+
+    def chunks(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        stop = self._info.size if end is None else min(end, self._info.size)
+        if start >= stop:
+            return
+        ranges: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=self._prefetch)
+        cancelled = threading.Event()
+
+        def fetch_all() -> None:
+            try:
+                for first in range(start, stop, self._range_bytes):
+                    if cancelled.is_set():
+                        return
+                    ranges.put(self._fetch(first, min(first + self._range_bytes, stop)))
+                ranges.put(None)
+            except BaseException as error:  # handed to the consumer, which re-raises it
+                ranges.put(error)
+
+        fetcher = threading.Thread(target=fetch_all, name="s3-prefetch", daemon=True)
+        fetcher.start()
+        try:
+            while True:
+                item = ranges.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+            while fetcher.is_alive():
+                try:
+                    ranges.get_nowait()
+                except queue.Empty:
+                    fetcher.join(0.05)
+
+    def _fetch(self, first: int, stop: int) -> bytes:
+        parts: list[bytes] = []
+        at, attempts = first, 0
+        while at < stop:
+            try:
+                response = self._client.get_object(Bucket=self._info.bucket, Key=self._info.key,
+                                                   Range=f"bytes={at}-{stop - 1}", IfMatch=f'"{self._info.etag}"')
+                body = response["Body"]
+                while at < stop:
+                    piece = body.read(min(1024 * 1024, stop - at))
+                    if not piece:
+                        break
+                    parts.append(piece)
+                    at += len(piece)
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code in ("PreconditionFailed", "412"):
+                    raise BadInput(f"{self._info.uri} changed while it was being read (ETag is no longer "
+                                   f"{self._info.etag}); reset the import to read the new version",
+                                   reason="SourceChanged") from error
+                attempts += 1
+                if attempts > 5:
+                    raise Infrastructure(f"reading {self._info.uri} at byte {at} failed: {error}",
+                                         reason="S3Unavailable") from error
+            except (BotoCoreError, OSError) as error:
+                attempts += 1
+                if attempts > 5:
+                    raise Infrastructure(f"reading {self._info.uri} at byte {at} failed: {error}",
+                                         reason="S3Unavailable") from error
+        return b"".join(parts)

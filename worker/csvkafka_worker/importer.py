@@ -6,6 +6,7 @@ DynamoDB are reached only through source.py, sink.py and store.py.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -24,7 +25,7 @@ from csvkafka_worker.options import RunOptions
 from csvkafka_worker.preamble import Preamble, read_preamble
 from csvkafka_worker.progress import Progress, Snapshot
 from csvkafka_worker.records import Block, BlockSplitter, RecordTooLarge, is_unterminated, record_ends, split_records
-from csvkafka_worker.sink import RECORD_OVERHEAD, KafkaSink, probe
+from csvkafka_worker.sink import RECORD_OVERHEAD, Headers, KafkaSink, probe
 from csvkafka_worker.source import ObjectInfo, RangedReader, head
 from csvkafka_worker.spec import BadRowAction, Compression, Delivery, ImportSpec
 from csvkafka_worker.store import CheckpointStore
@@ -77,10 +78,9 @@ class Importer:
         latest = getattr(self, "_checkpoint", None)
         if latest is None or latest.owner is None:
             return  # never claimed, or already released by a clean stop
-        try:
+        # If the lease was lost or DynamoDB is gone, the original error is still the one to report.
+        with contextlib.suppress(WorkerError):
             self.store.release(latest, State.FAILED, message=str(error))
-        except WorkerError:
-            pass  # The lease was lost or DynamoDB is gone: the original error is the one to report.
 
     def _run_claimed(self, info: ObjectInfo, checkpoint: Checkpoint) -> Outcome:
         self._checkpoint = checkpoint
@@ -133,7 +133,7 @@ class Importer:
         return b"".join(RangedReader(self.s3, info, range_bytes=16, prefetch=1).chunks(0, 16))
 
     def _chunks(self, info: ObjectInfo, compression: Compression, offset: int) -> Iterator[bytes]:
-        reader = RangedReader(self.s3, info)
+        reader = RangedReader(self.s3, info, range_bytes=self.run_options.range_bytes)
         if compression is Compression.NONE:
             return reader.chunks(offset)
         return decompress.skip(decompress.decompressed(reader.chunks(0), compression, info.uri), offset)
@@ -146,7 +146,6 @@ class Importer:
             prefix += chunk
             found = read_preamble(prefix, self.spec.source.csv, self.spec.sink.key_column, at_eof=False)
             if found is not None:
-                stream.close()
                 return found
         found = read_preamble(prefix, self.spec.source.csv, self.spec.sink.key_column, at_eof=True)
         assert found is not None
@@ -176,7 +175,7 @@ class _Run:
         self.row = start.row
         self.skip_rows = skip_rows
         self.bad_rows = counts.dead_lettered + counts.skipped
-        self.source_header = ("csvkafka.source", info.uri.encode())
+        self.source_header: tuple[str, str | bytes | None] = ("csvkafka.source", info.uri.encode())
         self.last_checkpoint = time.monotonic()
         self.rows_at_checkpoint = start.row
         self.read_offset = start.offset
@@ -232,7 +231,7 @@ class _Run:
                         skipped=0 if dead_letter else len(bad))
         pending = self.watermark.open_block(Position(self.row + n_rows, start + len(data)), counts)
         pending.outstanding = len(values) + counts.dead_lettered
-        headers = None
+        headers: list[Headers] | None = None
         if self.spec.sink.headers:
             src = self.source_header
             headers = [[src, ("csvkafka.row", b"%d" % (first_row + ordinals[i] - 1))] for i in indices]

@@ -67,7 +67,7 @@ def producer_config(sink: SinkSpec, client_id: str, transactional_id: str | None
     config = {**client_base(sink, client_id), **PRODUCER_DEFAULTS}
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
-        config["transaction.timeout.ms"] = 60_000
+        config["transaction.timeout.ms"] = PRODUCER_DEFAULTS["message.timeout.ms"]
     config.update(sink.producer)
     return config
 

@@ -85,6 +85,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("metrics-port", "run.metrics_port", "serve Prometheus metrics on this port (0: off)", kind="int"),
     Flag("shutdown-timeout", "run.shutdown_timeout", "seconds from SIGTERM to exit", kind="float"),
     Flag("progress", "run.progress", "progress display", choices=("auto", "bar", "log", "none")),
+    Flag("range-bytes", "run.range_bytes", "bytes per ranged S3 GET (default 8 MiB)", kind="int"),
     Flag("interrupted-exit-code", "run.interrupted_exit_code",
          "exit code after a SIGTERM stop with a clean checkpoint (default 0; Jobs use 143)", kind="int"),
 )
@@ -98,6 +99,7 @@ class RunOptions:
     shutdown_timeout: float = 20.0
     progress: str = "auto"
     interrupted_exit_code: int = 0
+    range_bytes: int = 8 * 1024 * 1024
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +189,7 @@ def _run_options(raw: dict[str, Any], env: Mapping[str, str]) -> RunOptions:
         shutdown_timeout=raw.get("shutdown_timeout", 20.0),
         progress=raw.get("progress", "auto"),
         interrupted_exit_code=raw.get("interrupted_exit_code", 0),
+        range_bytes=raw.get("range_bytes", RunOptions.range_bytes),
     )
 
 

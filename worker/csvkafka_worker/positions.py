@@ -12,8 +12,8 @@ import uuid
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from csvkafka_worker.errors import Infrastructure
 from csvkafka_worker.kafka_config import client_base
@@ -54,14 +54,15 @@ def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: 
             message = consumer.poll(1.0)
             if message is None:
                 continue
-            if message.error() is not None:
-                if message.error().code() == message.error()._PARTITION_EOF:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     break
-                raise Infrastructure(f"reading positions topic {topic}: {message.error().str()}",
-                                     reason="KafkaUnreachable")
-            if message.key() == key:
-                found = orjson.loads(message.value())
-            if message.offset() >= high - 1:
+                raise Infrastructure(f"reading positions topic {topic}: {error.str()}", reason="KafkaUnreachable")
+            value = message.value()
+            if message.key() == key and value is not None:
+                found = orjson.loads(value)
+            if (message.offset() or 0) >= high - 1:
                 break
         else:
             raise Infrastructure(f"reading positions topic {topic} did not finish in {timeout}s",

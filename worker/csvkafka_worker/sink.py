@@ -8,6 +8,7 @@ position are committed, or lost, together.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from csvkafka_worker.watermark import PendingBlock, Position
 AUTH_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
                KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
                KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+Headers = list[tuple[str, str | bytes | None]]
 # Per-record overhead of the v2 record format, as librdkafka counts it against message.max.bytes.
 RECORD_OVERHEAD = 64
 
@@ -31,7 +33,7 @@ RECORD_OVERHEAD = 64
 def probe(sink: SinkSpec, topics: Sequence[str], client_id: str, timeout: float = 20.0) -> None:
     """Fails fast, with the fix in the message, when the brokers or a topic are not usable."""
     errors: list[KafkaError] = []
-    admin = AdminClient({**client_base(sink, client_id), "error_cb": errors.append})
+    admin = AdminClient({**client_base(sink, client_id), "error_cb": errors.append})  # type: ignore[dict-item]
     where = f"Kafka at {sink.bootstrap_servers}"
     try:
         metadata = admin.list_topics(timeout=timeout)
@@ -58,7 +60,11 @@ class KafkaSink:
         self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
         self._errors: list[KafkaError] = []
         config["error_cb"] = self._errors.append
-        self.producer = Producer(config)
+        try:
+            self.producer = Producer(config)
+        except KafkaException as error:
+            raise BadInput(f"the Kafka producer configuration is invalid: {error.args[0].str()}; fix sink.producer "
+                           "(--producer-property)", reason="InvalidConfiguration") from error
         self._in_transaction = False
         if self.transactional:
             try:
@@ -79,7 +85,7 @@ class KafkaSink:
             self._in_transaction = True
 
     def produce_rows(self, block: PendingBlock, values: Sequence[bytes], keys: Sequence[bytes | None] | None,
-                     headers: Sequence[list[tuple[str, bytes]]] | None) -> None:
+                     headers: Sequence[Headers] | None) -> None:
         """Enqueues a block's rows; each delivery report acks `block`."""
         produce, poll, topic = self.producer.produce, self.producer.poll, self.spec.topic
 
@@ -103,14 +109,13 @@ class KafkaSink:
                 # The local queue is full: serve delivery reports until there is room again.
                 poll(0.05)
 
-    def produce_dead_letter(self, block: PendingBlock, topic: str, record: bytes,
-                            headers: list[tuple[str, bytes]]) -> None:
+    def produce_dead_letter(self, block: PendingBlock, topic: str, record: bytes, headers: Headers) -> None:
         def ack(error: KafkaError | None, _message: Any) -> None:
             block.outstanding -= 1
             if error is not None:
                 block.failures.append(f"dead-letter topic {topic}: {error.str()}")
 
-        room = self.max_message_bytes - RECORD_OVERHEAD - sum(len(k) + len(v) for k, v in headers) - 1024
+        room = self.max_message_bytes - RECORD_OVERHEAD - sum(len(k) + len(v or b"") for k, v in headers) - 1024
         if len(record) > room:
             headers = [*headers, ("csvkafka.truncated-from", str(len(record)).encode())]
             record = record[:room]
@@ -149,8 +154,7 @@ class KafkaSink:
 
     def abort(self) -> None:
         if self.transactional and self._in_transaction:
-            try:
+            # If the abort fails, the transaction times out on the broker all the same.
+            with contextlib.suppress(KafkaException):
                 self.producer.abort_transaction(30)
-            except KafkaException:
-                pass  # The transaction times out on the broker all the same.
             self._in_transaction = False

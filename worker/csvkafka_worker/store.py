@@ -52,7 +52,8 @@ class CheckpointStore:
                                "type S) or fix checkpoint.table", reason="CheckpointTableNotFound") from error
             if code in ("AccessDeniedException", "UnrecognizedClientException"):
                 raise BadInput(f"access to DynamoDB table {self.table!r} is denied ({code}); grant the worker's "
-                               "role dynamodb:GetItem/PutItem/UpdateItem on it", reason="CheckpointAccessDenied") from error
+                               "role dynamodb:GetItem/PutItem/UpdateItem on it",
+                               reason="CheckpointAccessDenied") from error
             raise
         except BotoCoreError as error:
             raise Infrastructure(f"DynamoDB is unreachable for table {self.table!r}: {error}",

@@ -1,0 +1,82 @@
+"""Helpers for tests that run the worker and read what it wrote to Kafka."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer
+
+WORKER = [sys.executable, "-m", "csvkafka_worker", "run"]
+
+
+@dataclass(frozen=True)
+class Record:
+    value: bytes
+    key: bytes | None
+    headers: dict[str, bytes]
+
+    @property
+    def row(self) -> int:
+        return int(self.headers["csvkafka.row"])
+
+    def json(self) -> Any:
+        return orjson.loads(self.value)
+
+
+def consume_all(bootstrap: str, topic: str, *, isolation: str = "read_committed", idle_polls: int = 4,
+                **extra: str) -> list[Record]:
+    """Every record of `topic`, read from the beginning until the topic stays quiet."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
+        "isolation.level": isolation, "enable.auto.commit": False, **extra,
+    })
+    consumer.subscribe([topic])
+    records: list[Record] = []
+    idle = 0
+    try:
+        while idle < idle_polls:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                idle += 1
+                continue
+            assert msg.error() is None, msg.error()
+            idle = 0
+            headers = {k: v for k, v in (msg.headers() or []) if v is not None}
+            records.append(Record(msg.value() or b"", msg.key(), headers))
+    finally:
+        consumer.close()
+    return records
+
+
+def worker_args(*, source: str, bootstrap: str, topic: str, table: str, job_id: str, extra: list[str] | None = None
+                ) -> list[str]:
+    return [*WORKER, "--source", source, "--bootstrap-servers", bootstrap, "--topic", topic,
+            "--checkpoint-table", table, "--job-id", job_id, "--progress", "log", *(extra or [])]
+
+
+def run_worker(args: list[str], timeout: float = 180, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+def last_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("csvkafka: error: ")]
+    assert lines, f"no error line in:\n{stderr}"
+    return lines[-1].removeprefix("csvkafka: error: ")
+
+
+def events(stderr: str, name: str) -> list[dict[str, Any]]:
+    out = []
+    for line in stderr.splitlines():
+        if line.startswith("{"):
+            event = orjson.loads(line)
+            if event.get("event") == name:
+                out.append(event)
+    return out

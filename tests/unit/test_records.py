@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import random
 
 import pytest
@@ -64,7 +65,7 @@ def test_blocks_end_on_record_boundaries_and_are_contiguous() -> None:
     splitter = BlockSplitter(start=100)
     blocks = [b for b in (splitter.feed(TRICKY[i:i + 7]) for i in range(0, len(TRICKY), 7)) if b]
     assert blocks[0].start == 100
-    for before, after in zip(blocks, blocks[1:], strict=False):
+    for before, after in itertools.pairwise(blocks):
         assert before.end == after.start
         assert before.data.endswith(b"\n")
         assert before.data.count(b'"') % 2 == 0

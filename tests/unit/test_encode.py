@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
 from csvkafka_worker.encode import HeaderError, RowEncoder, validate_header
 from csvkafka_worker.errors import BadInput
 from csvkafka_worker.preamble import read_preamble

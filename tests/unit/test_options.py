@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+
 from csvkafka_worker.options import ConfigError, add_flags, parse, to_cli_args
 from csvkafka_worker.spec import BadRowAction, Delivery, ValueFormat
 

@@ -8,6 +8,7 @@ import itertools
 import random
 
 import pytest
+
 from csvkafka_worker.records import (
     BlockSplitter,
     RecordTooLarge,

@@ -47,7 +47,8 @@ def consume_all(bootstrap: str, topic: str, *, isolation: str = "read_committed"
                 continue
             assert msg.error() is None, msg.error()
             idle = 0
-            headers = {k: v for k, v in (msg.headers() or []) if v is not None}
+            raw_headers: list[tuple[str, bytes | None]] = list(msg.headers() or [])  # type: ignore[arg-type]
+            headers = {k: v for k, v in raw_headers if v is not None}
             records.append(Record(msg.value() or b"", msg.key(), headers))
     finally:
         consumer.close()

@@ -231,17 +231,21 @@ class _Run:
                         skipped=0 if dead_letter else len(bad))
         pending = self.watermark.open_block(Position(self.row + n_rows, start + len(data)), counts)
         pending.outstanding = len(values) + counts.dead_lettered
-        headers: list[Headers] | None = None
-        if self.spec.sink.headers:
-            src = self.source_header
-            headers = [[src, ("csvkafka.row", b"%d" % (first_row + ordinals[i] - 1))] for i in indices]
-        self.sink.produce_rows(pending, values, keys, headers)
+        self._produce(pending, values, keys, indices, ordinals, first_row)
         if bad:
             self._handle_bad(pending, bad, records, data, start, ordinals, first_row)
         self.row += n_rows
         self.read_offset = start + len(data)
         self.txn_end = Position(self.row, self.read_offset)
         self.imp.metrics.add(rows_read=n_rows, bytes_read=len(data))
+
+    def _produce(self, pending: PendingBlock, values: list[bytes], keys: list[bytes | None] | None,
+                 indices: list[int], ordinals: list[int], first_row: int) -> None:
+        headers: list[Headers] | None = None
+        if self.spec.sink.headers:
+            src = self.source_header
+            headers = [[src, ("csvkafka.row", b"%d" % (first_row + ordinals[i] - 1))] for i in indices]
+        self.sink.produce_rows(pending, values, keys, headers)
 
     def _skip_resumed_rows(self, records: list[bytes], data: bytes, start: int) -> tuple[list[bytes], bytes, int]:
         ordinals = _row_ordinals(records)
@@ -274,8 +278,8 @@ class _Run:
         rows_before = ordinals[first_bad.index] - 1
         pending = self.watermark.open_block(Position(self.row + rows_before, bad_start), Counts(sent=len(before)))
         pending.outstanding = len(before)
-        self.sink.produce_rows(pending, [values[j] for j in before],
-                               [keys[j] for j in before] if keys is not None else None, None)
+        self._produce(pending, [values[j] for j in before], [keys[j] for j in before] if keys is not None else None,
+                      [indices[j] for j in before], ordinals, self.row + 1)
         row_number = self.row + rows_before + 1
         self.row += rows_before
         error = BadInput(f"row {row_number} (byte offset {bad_start}) of {self.info.uri}: {first_bad.reason}; fix the "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
 from csvkafka_worker.errors import ConfigError
 from csvkafka_worker.spec import (
@@ -198,7 +199,8 @@ def describe(invalid: ValidationError) -> str:
     by_dest = {flag.dest: flag for flag in FLAGS}
     problems = []
     for error in invalid.errors():
-        path = ".".join(str(p) for p in error["loc"])
+        # Locations use aliases for given values and field names for defaults: normalise to aliases.
+        path = ".".join(to_camel(str(p)) for p in error["loc"])
         flag = by_dest.get(path)
         where = f"--{flag.name} ({flag.env_name})" if flag else path or "spec"
         problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")

@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
@@ -146,15 +146,16 @@ class CheckpointSpec(Model):
 
 class BadRowsSpec(Model):
     action: BadRowAction = BadRowAction.FAIL
-    dead_letter_topic: str | None = None
+    dead_letter_topic: str | None = Field(default=None, validate_default=True)
     # None: no limit. A number: the import fails once more rows than this were bad.
     max_bad_rows: int | None = Field(default=None, ge=0)
 
-    @model_validator(mode="after")
-    def _dead_letter_needs_topic(self) -> BadRowsSpec:
-        if self.action is BadRowAction.DEAD_LETTER and not self.dead_letter_topic:
+    @field_validator("dead_letter_topic")
+    @classmethod
+    def _dead_letter_needs_topic(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("action") is BadRowAction.DEAD_LETTER and not value:
             raise ValueError("bad-row action dead-letter needs a dead-letter topic")
-        return self
+        return value
 
 
 class ImportSpec(Model):

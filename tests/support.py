@@ -47,7 +47,7 @@ def consume_all(bootstrap: str, topic: str, *, isolation: str = "read_committed"
                 continue
             assert msg.error() is None, msg.error()
             idle = 0
-            raw_headers: list[tuple[str, bytes | None]] = list(msg.headers() or [])  # type: ignore[arg-type]
+            raw_headers: list[tuple[str, bytes | None]] = list(msg.headers() or [])
             headers = {k: v for k, v in raw_headers if v is not None}
             records.append(Record(msg.value() or b"", msg.key(), headers))
     finally:

@@ -94,8 +94,9 @@ def cmd_env(layout: Layout) -> None:
 
 
 def cmd_kubeconfig_for(layout: Layout, namespace: str, service_account: str) -> None:
-    from devstack.tokens import write_serviceaccount_kubeconfig
     from kubernetes import client, config
+
+    from devstack.tokens import write_serviceaccount_kubeconfig
 
     api = client.CoreV1Api(config.new_client_from_config(str(layout.admin_kubeconfig)))  # type: ignore[no-untyped-call]
     target = layout.kube_dir / "serviceaccounts" / f"{namespace}.{service_account}.kubeconfig"

@@ -20,7 +20,7 @@ from csvkafka_worker.checkpoint import Checkpoint, State, shard_job_id
 from csvkafka_worker.encode import BadRecord, RowEncoder
 from csvkafka_worker.errors import BadInput, Infrastructure, WorkerError
 from csvkafka_worker.kafka_config import transactional_id
-from csvkafka_worker.metrics import Metrics
+from csvkafka_worker.metrics import Metrics, Totals
 from csvkafka_worker.options import RunOptions
 from csvkafka_worker.preamble import Preamble, read_preamble
 from csvkafka_worker.progress import Progress, Snapshot
@@ -179,7 +179,7 @@ class _Run:
         self.last_checkpoint = time.monotonic()
         self.rows_at_checkpoint = start.row
         self.read_offset = start.offset
-        self.txn_end = start
+        self.bytes_read = 0
 
     def stream(self, chunks: Iterator[bytes]) -> Outcome:
         splitter = BlockSplitter(start=self.watermark.position.offset, quote=self.imp.quote, escape=self.imp.escape)
@@ -236,8 +236,7 @@ class _Run:
             self._handle_bad(pending, bad, records, data, start, ordinals, first_row)
         self.row += n_rows
         self.read_offset = start + len(data)
-        self.txn_end = Position(self.row, self.read_offset)
-        self.imp.metrics.add(rows_read=n_rows, bytes_read=len(data))
+        self.bytes_read += len(data)
 
     def _produce(self, pending: PendingBlock, values: list[bytes], keys: list[bytes | None] | None,
                  indices: list[int], ordinals: list[int], first_row: int) -> None:
@@ -303,7 +302,6 @@ class _Run:
                     ("csvkafka.offset", str(offset).encode()), ("csvkafka.reason", entry.reason.encode())])
             self.imp.progress.event("bad-row", level="warning", row=row_number, offset=offset, reason=entry.reason,
                                     action=self.spec.bad_rows.action.value)
-        self.imp.metrics.add(rows_bad=len(bad))
         if limit is not None and self.bad_rows > limit:
             first = bad[0]
             raise BadInput(f"{self.bad_rows} bad rows in {self.info.uri}, more than badRows.maxBadRows={limit} "
@@ -312,7 +310,15 @@ class _Run:
 
     # -- checkpoints -----------------------------------------------------------------------------
 
+    def observe(self) -> None:
+        delivered = self.watermark.delivered
+        self.imp.metrics.observe(Totals(rows_read=self.row, rows_sent=delivered.sent, rows_bad=self.bad_rows,
+                                        bytes_read=self.bytes_read),
+                                 checkpoint_age=time.monotonic() - self.last_checkpoint,
+                                 queue_depth=len(self.sink.producer))
+
     def maybe_checkpoint(self) -> None:
+        self.observe()
         every = self.spec.checkpoint
         if self.row - self.rows_at_checkpoint < every.every_rows and \
                 time.monotonic() - self.last_checkpoint < every.every_seconds:
@@ -346,7 +352,7 @@ class _Run:
         snap = Snapshot(self.row, counts.sent, counts.dead_lettered + counts.skipped, self.read_offset,
                         self.info.size if self.imp._checkpoint.bytes_total else None)
         self.imp.progress.update(snap, force=state is not State.RUNNING)
-        self.imp.metrics.gauges(checkpoint_age=0, queue_depth=len(self.sink.producer))
+        self.observe()
         if self.sink.transactional and state is State.RUNNING:
             self.sink.begin()
         return saved

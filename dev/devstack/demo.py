@@ -13,7 +13,7 @@ import sys
 import boto3
 from botocore.exceptions import ClientError
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from devstack.layout import REPO
 
@@ -49,7 +49,7 @@ def prepare() -> None:
         try:
             admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1)])[TOPIC].result(30)
             break
-        except Exception as error:  # noqa: BLE001  (the deletion may still be in progress)
+        except Exception as error:  # the deletion may still be in progress
             if "already exists" not in str(error).lower() and "marked for deletion" not in str(error).lower():
                 raise
             admin.poll(1)

@@ -42,6 +42,12 @@ class Checkpoint:
     # Identifies one pass over the source from a given start: a reset or a hand-set row makes a new
     # one, so exactly-once positions committed to Kafka by an earlier pass are not resumed from.
     run_id: str | None = None
+    # Sharded imports: this shard's quote count over its nominal byte range (published for the shards
+    # after it), and the record-aligned byte range it imports once planned. range_start is also set
+    # without shards (where the data rows begin), so progress = (byte_offset - range_start) / bytes_total.
+    plan_quotes: int | None = None
+    range_start: int | None = None
+    range_end: int | None = None
     # Lease: the worker that may advance this checkpoint, and until when (epoch seconds).
     owner: str | None = None
     lease_expires: float | None = None
@@ -55,7 +61,7 @@ class Checkpoint:
 
 
 _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_lettered", "rows_skipped",
-            "bytes_total", "started_at")
+            "bytes_total", "started_at", "plan_quotes", "range_start", "range_end")
 _FLOATS = ("rows_per_second", "lease_expires")
 _STRINGS = ("source_uri", "source_etag", "message", "owner", "run_id")
 

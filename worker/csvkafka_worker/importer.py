@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from csvkafka_worker import decompress, positions
+from csvkafka_worker import decompress, positions, shards
 from csvkafka_worker.checkpoint import Checkpoint, State, shard_job_id
 from csvkafka_worker.encode import BadRecord, RowEncoder
 from csvkafka_worker.errors import BadInput, Infrastructure, WorkerError
@@ -30,6 +30,9 @@ from csvkafka_worker.source import ObjectInfo, RangedReader, head
 from csvkafka_worker.spec import BadRowAction, Compression, Delivery, ImportSpec
 from csvkafka_worker.store import CheckpointStore
 from csvkafka_worker.watermark import Counts, DeliveryWatermark, PendingBlock, Position
+
+# The end of a range that runs to the end of the object, whatever its (decompressed) size.
+_UNBOUNDED = 2**63
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,6 @@ class Importer:
     # -- the whole run ---------------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        if self.run_options.shard_count != 1:
-            raise BadInput("splitting one object into shards is not supported yet; set parallelism to 1",
-                           reason="InvalidConfiguration")
         info = head(self.s3, self.spec.source.bucket, self.spec.source.key)
         checkpoint = self.store.claim()
         try:
@@ -93,16 +93,24 @@ class Importer:
                            f"{info.etag}); reset the import to load the new version", reason="SourceChanged")
 
         compression = decompress.detect(info.key, self._first_bytes(info), self.spec.source.compression)
+        shards.check_shardable(self.run_options.shard_count, compression is not Compression.NONE,
+                               self.spec.source.csv.escape)
         preamble = self._read_preamble(info, compression)
         sink_topics = [self.spec.sink.topic]
         if self.spec.bad_rows.action is BadRowAction.DEAD_LETTER and self.spec.bad_rows.dead_letter_topic:
             sink_topics.append(self.spec.bad_rows.dead_letter_topic)
         probe(self.spec.sink, sink_topics, self._client_id())
 
-        start, counts, skip_rows = self._start_position(checkpoint, preamble)
+        # The run id is stored before anything is produced, so that a crash at any later point
+        # resumes this same pass.
+        self._checkpoint = self.store.save(checkpoint.advanced(
+            source_uri=info.uri, source_etag=info.etag, state=State.RUNNING, message=None,
+            run_id=checkpoint.run_id or uuid.uuid4().hex, started_at=checkpoint.started_at or int(time.time())))
+        span = self._shard_range(info, preamble)
+        start, counts, skip_rows = self._start_position(self._checkpoint, span.start)
         sink = KafkaSink(self.spec.sink, self._client_id(),
                          transactional_id(self.job_id) if self.exactly_once else None)
-        run_id = checkpoint.run_id or uuid.uuid4().hex
+        run_id = self._checkpoint.run_id
         if self.exactly_once:
             positions.ensure_topic(self.spec.sink, self.positions_topic, self._client_id())
             committed = positions.read_committed_position(self.spec.sink, self.positions_topic, self.job_id,
@@ -110,17 +118,15 @@ class Importer:
             if committed is not None and committed[1].get("run_id") == run_id:
                 start, counts, skip_rows = committed[0], _counts(committed[1]), 0
 
-        # The run id is stored before anything is produced, so that a crash at any later point
-        # resumes this same pass.
-        self._checkpoint = self.store.save(checkpoint.advanced(
-            source_uri=info.uri, source_etag=info.etag, bytes_total=info.size if compression is Compression.NONE
-            else checkpoint.bytes_total, state=State.RUNNING, message=None, run_id=run_id,
-            started_at=checkpoint.started_at or int(time.time())))
-        run = _Run(self, info, sink, preamble, start, counts, skip_rows)
+        # Progress is (byte_offset - range_start) / bytes_total, for a whole object and for a shard alike.
+        self._checkpoint = self._checkpoint.advanced(
+            range_start=span.start,
+            bytes_total=min(span.end, info.size) - span.start if compression is Compression.NONE else None)
+        run = _Run(self, info, sink, preamble, span, start, counts, skip_rows)
         self.metrics.serve(self.run_options.metrics_port)
         self.progress.event("start", source=info.uri, etag=info.etag, size=info.size, compression=compression.value,
                             row=start.row, offset=start.offset, delivery=self.spec.delivery.value)
-        return run.stream(self._chunks(info, compression, start.offset))
+        return run.stream(self._chunks(info, compression, start.offset, span.end))
 
     # -- pieces ----------------------------------------------------------------------------------
 
@@ -132,10 +138,10 @@ class Importer:
             return b""
         return b"".join(RangedReader(self.s3, info, range_bytes=16, prefetch=1).chunks(0, 16))
 
-    def _chunks(self, info: ObjectInfo, compression: Compression, offset: int) -> Iterator[bytes]:
+    def _chunks(self, info: ObjectInfo, compression: Compression, offset: int, end: int) -> Iterator[bytes]:
         reader = RangedReader(self.s3, info, range_bytes=self.run_options.range_bytes)
         if compression is Compression.NONE:
-            return reader.chunks(offset)
+            return reader.chunks(offset, end)
         return decompress.skip(decompress.decompressed(reader.chunks(0), compression, info.uri), offset)
 
     def _read_preamble(self, info: ObjectInfo, compression: Compression) -> Preamble:
@@ -151,21 +157,46 @@ class Importer:
         assert found is not None
         return found
 
-    def _start_position(self, checkpoint: Checkpoint, preamble: Preamble) -> tuple[Position, Counts, int]:
+    def _shard_range(self, info: ObjectInfo, preamble: Preamble) -> shards.ShardRange:
+        """The whole object after the header, or this shard's record-aligned part of it."""
+        cp, count = self._checkpoint, self.run_options.shard_count
+        if count == 1:
+            return shards.ShardRange(preamble.data_start, _UNBOUNDED)
+        if cp.range_start is not None and cp.range_end is not None:
+            return shards.ShardRange(cp.range_start, cp.range_end)
+        scanner = RangedReader(self.s3, info, range_bytes=256 * 1024, prefetch=1)
+
+        def publish(quotes: int) -> None:
+            self._checkpoint = self.store.save(self._checkpoint.advanced(plan_quotes=quotes))
+
+        def heartbeat() -> None:
+            self._checkpoint = self.store.save(self._checkpoint)
+
+        planner = shards.ShardPlanner(base_job_id=self.spec.job_id, index=self.run_options.shard_index, count=count,
+                                      quote=self.quote, read=scanner.chunks, load=self.store.peek, publish=publish,
+                                      heartbeat=heartbeat)
+        span = planner.plan(preamble.data_start, info.size, self._checkpoint)
+        self._checkpoint = self.store.save(self._checkpoint.advanced(range_start=span.start, range_end=span.end))
+        self.progress.event("shard-planned", shard=f"{self.run_options.shard_index}/{count}", range_start=span.start,
+                            range_end=span.end)
+        return span
+
+    def _start_position(self, checkpoint: Checkpoint, data_start: int) -> tuple[Position, Counts, int]:
         counts = Counts(sent=checkpoint.total_sent, dead_lettered=checkpoint.rows_dead_lettered,
                         skipped=checkpoint.rows_skipped)
         if checkpoint.byte_offset is not None:
-            return Position(checkpoint.last_line, max(checkpoint.byte_offset, preamble.data_start)), counts, 0
+            return Position(checkpoint.last_line, max(checkpoint.byte_offset, data_start)), counts, 0
         # A seed-format item (only last_line): read from the first data row and skip that many rows.
-        return Position(0, preamble.data_start), counts, checkpoint.last_line
+        return Position(0, data_start), counts, checkpoint.last_line
 
 
 class _Run:
     """The state of one streaming pass; lives as long as `Importer.run`."""
 
-    def __init__(self, importer: Importer, info: ObjectInfo, sink: KafkaSink, preamble: Preamble, start: Position,
-                 counts: Counts, skip_rows: int) -> None:
+    def __init__(self, importer: Importer, info: ObjectInfo, sink: KafkaSink, preamble: Preamble,
+                 span: shards.ShardRange, start: Position, counts: Counts, skip_rows: int) -> None:
         self.imp = importer
+        self.span = span
         self.spec = importer.spec
         self.info = info
         self.sink = sink
@@ -176,6 +207,10 @@ class _Run:
         self.skip_rows = skip_rows
         self.bad_rows = counts.dead_lettered + counts.skipped
         self.source_header: tuple[str, str | bytes | None] = ("csvkafka.source", info.uri.encode())
+        run = importer.run_options
+        # With several shards, row numbers count within the shard, which this header names.
+        self.shard_header: tuple[str, str | bytes | None] | None = (
+            ("csvkafka.shard", f"{run.shard_index}/{run.shard_count}".encode()) if run.shard_count > 1 else None)
         self.last_checkpoint = time.monotonic()
         self.rows_at_checkpoint = start.row
         self.read_offset = start.offset
@@ -244,6 +279,9 @@ class _Run:
         if self.spec.sink.headers:
             src = self.source_header
             headers = [[src, ("csvkafka.row", b"%d" % (first_row + ordinals[i] - 1))] for i in indices]
+            if self.shard_header is not None:
+                for row_headers in headers:
+                    row_headers.append(self.shard_header)
         self.sink.produce_rows(pending, values, keys, headers)
 
     def _skip_resumed_rows(self, records: list[bytes], data: bytes, start: int) -> tuple[list[bytes], bytes, int]:
@@ -349,8 +387,9 @@ class _Run:
         self.imp._checkpoint = saved
         self.last_checkpoint = time.monotonic()
         self.rows_at_checkpoint = self.row
-        snap = Snapshot(self.row, counts.sent, counts.dead_lettered + counts.skipped, self.read_offset,
-                        self.info.size if self.imp._checkpoint.bytes_total else None)
+        # Progress counts the bytes of this import's range (the data rows of the object, or the shard).
+        snap = Snapshot(self.row, counts.sent, counts.dead_lettered + counts.skipped,
+                        self.read_offset - self.span.start, self.imp._checkpoint.bytes_total)
         self.imp.progress.update(snap, force=state is not State.RUNNING)
         self.observe()
         if self.sink.transactional and state is State.RUNNING:

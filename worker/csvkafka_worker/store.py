@@ -60,7 +60,11 @@ class CheckpointStore:
                                  reason="DynamoDBUnavailable") from error
 
     def load(self) -> Checkpoint | None:
-        item = self._call("get_item", Key=self._key(), ConsistentRead=True).get("Item")
+        return self.peek(self.job_id)
+
+    def peek(self, job_id: str) -> Checkpoint | None:
+        """Any job's checkpoint (the shards of one import read each other's)."""
+        item = self._call("get_item", Key={"job_id": {"S": job_id}}, ConsistentRead=True).get("Item")
         return from_item(item) if item else None
 
     def claim(self) -> Checkpoint:

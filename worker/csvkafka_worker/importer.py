@@ -42,6 +42,9 @@ class Outcome:
 
 
 class Importer:
+    # The job's checkpoint as this worker last wrote (or claimed) it.
+    current: Checkpoint
+
     def __init__(self, spec: ImportSpec, run: RunOptions, *, s3: Any, dynamodb: Any, owner: str,
                  stop: threading.Event, progress: Progress | None = None,
                  positions_topic: str = positions.DEFAULT_TOPIC) -> None:
@@ -56,6 +59,7 @@ class Importer:
         self.metrics = Metrics(self.job_id)
         self.positions_topic = positions_topic
         self.exactly_once = spec.delivery is Delivery.EXACTLY_ONCE
+        self.sink: KafkaSink | None = None
         dialect = spec.source.csv
         self.quote = dialect.quote.encode()
         self.escape = dialect.escape.encode() if dialect.escape else None
@@ -64,26 +68,26 @@ class Importer:
 
     def run(self) -> Outcome:
         info = head(self.s3, self.spec.source.bucket, self.spec.source.key)
-        checkpoint = self.store.claim()
+        self.current = checkpoint = self.store.claim()
         try:
             return self._run_claimed(info, checkpoint)
         except WorkerError as error:
-            self._release_failed(error)
+            self._stop_failed(error)
             raise
         except Exception as error:
-            self._release_failed(Infrastructure(f"unexpected error: {error!r}", reason="InternalError"))
+            self._stop_failed(Infrastructure(f"unexpected error: {error!r}", reason="InternalError"))
             raise
 
-    def _release_failed(self, error: WorkerError) -> None:
-        latest = getattr(self, "_checkpoint", None)
-        if latest is None or latest.owner is None:
-            return  # never claimed, or already released by a clean stop
+    def _stop_failed(self, error: WorkerError) -> None:
+        if self.sink is not None:
+            self.sink.abort()
+        if self.current.owner is None:
+            return  # already released by a clean stop
         # If the lease was lost or DynamoDB is gone, the original error is still the one to report.
         with contextlib.suppress(WorkerError):
-            self.store.release(latest, State.FAILED, message=str(error))
+            self.store.release(self.current, State.FAILED, message=str(error))
 
     def _run_claimed(self, info: ObjectInfo, checkpoint: Checkpoint) -> Outcome:
-        self._checkpoint = checkpoint
         if checkpoint.state is State.COMPLETED and checkpoint.source_etag in (None, info.etag):
             self.progress.event("already-complete", row=checkpoint.last_line, sent=checkpoint.total_sent)
             final = self.store.release(checkpoint, State.COMPLETED, checkpoint.message)
@@ -103,14 +107,14 @@ class Importer:
 
         # The run id is stored before anything is produced, so that a crash at any later point
         # resumes this same pass.
-        self._checkpoint = self.store.save(checkpoint.advanced(
+        self.current = self.store.save(checkpoint.advanced(
             source_uri=info.uri, source_etag=info.etag, state=State.RUNNING, message=None,
             run_id=checkpoint.run_id or uuid.uuid4().hex, started_at=checkpoint.started_at or int(time.time())))
         span = self._shard_range(info, preamble)
-        start, counts, skip_rows = self._start_position(self._checkpoint, span.start)
-        sink = KafkaSink(self.spec.sink, self._client_id(),
-                         transactional_id(self.job_id) if self.exactly_once else None)
-        run_id = self._checkpoint.run_id
+        start, counts, skip_rows = self._start_position(self.current, span.start)
+        self.sink = sink = KafkaSink(self.spec.sink, self._client_id(),
+                                     transactional_id(self.job_id) if self.exactly_once else None)
+        run_id = self.current.run_id
         if self.exactly_once:
             positions.ensure_topic(self.spec.sink, self.positions_topic, self._client_id())
             committed = positions.read_committed_position(self.spec.sink, self.positions_topic, self.job_id,
@@ -119,7 +123,7 @@ class Importer:
                 start, counts, skip_rows = committed[0], _counts(committed[1]), 0
 
         # Progress is (byte_offset - range_start) / bytes_total, for a whole object and for a shard alike.
-        self._checkpoint = self._checkpoint.advanced(
+        self.current = self.current.advanced(
             range_start=span.start,
             bytes_total=min(span.end, info.size) - span.start if compression is Compression.NONE else None)
         run = _Run(self, info, sink, preamble, span, start, counts, skip_rows)
@@ -159,7 +163,7 @@ class Importer:
 
     def _shard_range(self, info: ObjectInfo, preamble: Preamble) -> shards.ShardRange:
         """The whole object after the header, or this shard's record-aligned part of it."""
-        cp, count = self._checkpoint, self.run_options.shard_count
+        cp, count = self.current, self.run_options.shard_count
         if count == 1:
             return shards.ShardRange(preamble.data_start, _UNBOUNDED)
         if cp.range_start is not None and cp.range_end is not None:
@@ -167,16 +171,16 @@ class Importer:
         scanner = RangedReader(self.s3, info, range_bytes=256 * 1024, prefetch=1)
 
         def publish(quotes: int) -> None:
-            self._checkpoint = self.store.save(self._checkpoint.advanced(plan_quotes=quotes))
+            self.current = self.store.save(self.current.advanced(plan_quotes=quotes))
 
         def heartbeat() -> None:
-            self._checkpoint = self.store.save(self._checkpoint)
+            self.current = self.store.save(self.current)
 
         planner = shards.ShardPlanner(base_job_id=self.spec.job_id, index=self.run_options.shard_index, count=count,
                                       quote=self.quote, read=scanner.chunks, load=self.store.peek, publish=publish,
                                       heartbeat=heartbeat)
-        span = planner.plan(preamble.data_start, info.size, self._checkpoint)
-        self._checkpoint = self.store.save(self._checkpoint.advanced(range_start=span.start, range_end=span.end))
+        span = planner.plan(preamble.data_start, info.size, self.current)
+        self.current = self.store.save(self.current.advanced(range_start=span.start, range_end=span.end))
         self.progress.event("shard-planned", shard=f"{self.run_options.shard_index}/{count}", range_start=span.start,
                             range_end=span.end)
         return span
@@ -377,19 +381,19 @@ class _Run:
             counts = self.watermark.delivered
             self.sink.commit(self.imp.positions_topic, self.imp.job_id, position,
                              {"sent": counts.sent, "dead_lettered": counts.dead_lettered, "skipped": counts.skipped,
-                              "run_id": self.imp._checkpoint.run_id})
+                              "run_id": self.imp.current.run_id})
         position, counts = self.watermark.position, self.watermark.delivered
-        current = self.imp._checkpoint.advanced(
+        current = self.imp.current.advanced(
             last_line=position.row, byte_offset=position.offset, total_sent=counts.sent,
             rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,
             rows_per_second=round(self.imp.progress.rows_per_second, 1))
         saved = self.imp.store.release(current, state, message) if release else self.imp.store.save(current)
-        self.imp._checkpoint = saved
+        self.imp.current = saved
         self.last_checkpoint = time.monotonic()
         self.rows_at_checkpoint = self.row
         # Progress counts the bytes of this import's range (the data rows of the object, or the shard).
         snap = Snapshot(self.row, counts.sent, counts.dead_lettered + counts.skipped,
-                        self.read_offset - self.span.start, self.imp._checkpoint.bytes_total)
+                        self.read_offset - self.span.start, self.imp.current.bytes_total)
         self.imp.progress.update(snap, force=state is not State.RUNNING)
         self.observe()
         if self.sink.transactional and state is State.RUNNING:

@@ -37,6 +37,8 @@ def environment(layout: Layout) -> dict[str, str]:
         "KAFKA_SCRAM_USERNAME": user.name,
         "KAFKA_SCRAM_PASSWORD": user.password,
         "CSVKAFKA_CACHE": str(layout.cache),
+        "CSVKAFKA_STATE": str(layout.state),
+        "CSVKAFKA_PORT_OFFSET": os.environ.get("CSVKAFKA_PORT_OFFSET", "0"),
         "PATH": path,
     }
 

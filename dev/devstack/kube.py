@@ -113,12 +113,12 @@ def up(layout: Layout, *, with_node_agent: bool = True) -> None:
             str(b / "kube-controller-manager"), f"--kubeconfig={kubeconfig}", "--leader-elect=false",
             "--controllers=*,-node-lifecycle-controller", f"--service-account-private-key-file={d / 'sa.key'}",
             f"--root-ca-file={d / 'ca.crt'}", "--use-service-account-credentials=true",
-            f"--bind-address={HOST}", "--secure-port=10257", "--profiling=false",
+            f"--bind-address={HOST}", f"--secure-port={p.controller_manager}", "--profiling=false",
         ])
     if not svc["kube-scheduler"].running():
         svc["kube-scheduler"].start([
             str(b / "kube-scheduler"), f"--kubeconfig={kubeconfig}", "--leader-elect=false",
-            f"--bind-address={HOST}", "--secure-port=10259", "--profiling=false",
+            f"--bind-address={HOST}", f"--secure-port={p.scheduler}", "--profiling=false",
         ])
     if with_node_agent and not svc["node-agent"].running():
         env = {**os.environ, "PYTHONPATH": str(REPO / "dev")}

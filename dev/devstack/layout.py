@@ -19,6 +19,12 @@ class Ports:
     etcd: int = 2379
     etcd_peer: int = 2380
     apiserver: int = 6443
+    controller_manager: int = 10257
+    scheduler: int = 10259
+
+    def shifted(self, offset: int) -> Ports:
+        """A second stack on one machine (CSVKAFKA_PORT_OFFSET) moves every port by the same amount."""
+        return Ports(**{name: port + offset for name, port in self.__dict__.items()})
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class Layout:
     @classmethod
     def from_env(cls) -> Layout:
         cache = Path(os.environ.get("CSVKAFKA_CACHE", Path.home() / ".cache" / "csvkafka"))
-        return cls(cache=cache, ports=Ports())
+        return cls(cache=cache, ports=Ports().shifted(int(os.environ.get("CSVKAFKA_PORT_OFFSET", "0"))))
 
     @property
     def bin(self) -> Path:
@@ -37,8 +43,8 @@ class Layout:
 
     @property
     def state(self) -> Path:
-        """Data of running services; wiped by nothing but `dev/stack down --purge`."""
-        return self.cache / "state"
+        """Data of running services (CSVKAFKA_STATE); wiped by nothing but `dev/stack down --purge`."""
+        return Path(os.environ.get("CSVKAFKA_STATE", self.cache / "state"))
 
     @property
     def run(self) -> Path:

@@ -1,6 +1,6 @@
 """dev/stack: the local real stack (Kafka, S3/DynamoDB, a Kubernetes control plane with EKS-like nodes).
 
-    dev/stack up [--without kube|node-agent|...]   start what is not running (idempotent)
+    dev/stack up [--without operator|kube|...]     start what is not running (idempotent)
     dev/stack down [--purge]                       stop what `up` started; --purge also wipes data
     dev/stack status                               what runs where
     dev/stack env                                  export lines: eval "$(dev/stack env)"
@@ -17,11 +17,11 @@ import sys
 import time
 from typing import TextIO
 
-from devstack import aws, kafka, kube
+from devstack import aws, kafka, kube, operator
 from devstack.layout import HOST, Layout
 from devstack.processes import Managed, StackError
 
-PARTS = ("kafka", "aws", "kube", "node-agent")
+PARTS = ("kafka", "aws", "kube", "node-agent", "operator")
 
 
 def environment(layout: Layout) -> dict[str, str]:
@@ -53,8 +53,10 @@ def all_services(layout: Layout) -> list[tuple[Managed, str]]:
         "kube-controller-manager": "",
         "kube-scheduler": "",
         "node-agent": "3 nodes (fargate, spot, on-demand)",
+        "operator": f"csvkafka operator, liveness {operator.liveness_url(layout)}",
     }
-    services = [kafka.service(layout), aws.service(layout), *kube.services(layout).values()]
+    services = [kafka.service(layout), aws.service(layout), *kube.services(layout).values(),
+                operator.service(layout)]
     return [(s, where[s.name]) for s in services]
 
 
@@ -66,6 +68,8 @@ def cmd_up(layout: Layout, without: set[str]) -> None:
         kafka.up(layout)
     if "kube" not in without:
         kube.up(layout, with_node_agent="node-agent" not in without)
+        if "operator" not in without:
+            operator.up(layout)
     print(f"stack up in {time.monotonic() - started:.1f}s", file=sys.stderr)
     cmd_status(layout, stream=sys.stderr)
 

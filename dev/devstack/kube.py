@@ -78,6 +78,7 @@ def apiserver_ready(layout: Layout) -> bool:
 
 def up(layout: Layout, *, with_node_agent: bool = True) -> None:
     run_checked([str(REPO / "dev" / "build" / "kubernetes.sh")], what="building Kubernetes")
+    run_checked([str(REPO / "dev" / "build" / "helm.sh")], what="building helm")
     ensure_pki(layout)
     svc = services(layout)
     d, p, b = pki(layout), layout.ports, layout.bin

@@ -1,0 +1,55 @@
+-- Argo CD health of a CsvKafkaImport, from the conditions the csvkafka operator writes.
+-- Order matters: a status older than the spec says nothing about the spec, so it comes first.
+local hs = {}
+
+local function condition(kind)
+  if obj.status ~= nil and obj.status.conditions ~= nil then
+    for _, c in ipairs(obj.status.conditions) do
+      if c.type == kind then
+        return c
+      end
+    end
+  end
+  return nil
+end
+
+local generation = obj.metadata.generation
+if obj.status == nil or obj.status.observedGeneration == nil
+    or (generation ~= nil and obj.status.observedGeneration ~= generation) then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the csvkafka operator to observe generation " .. tostring(generation)
+  return hs
+end
+
+if obj.spec ~= nil and obj.spec.suspend == true then
+  hs.status = "Suspended"
+  hs.message = "Suspended by spec.suspend"
+  local progressing = condition("Progressing")
+  if progressing ~= nil and progressing.message ~= nil and progressing.message ~= "" then
+    hs.message = progressing.message
+  end
+  return hs
+end
+
+local failed = condition("Failed")
+if failed ~= nil and failed.status == "True" then
+  hs.status = "Degraded"
+  hs.message = failed.reason .. ": " .. failed.message
+  return hs
+end
+
+local succeeded = condition("Succeeded")
+if succeeded ~= nil and succeeded.status == "True" then
+  hs.status = "Healthy"
+  hs.message = succeeded.message
+  return hs
+end
+
+hs.status = "Progressing"
+local progressing = condition("Progressing")
+if progressing ~= nil then
+  hs.message = progressing.reason .. ": " .. progressing.message
+else
+  hs.message = "Phase " .. tostring(obj.status.phase or "Pending")
+end
+return hs

@@ -1,0 +1,55 @@
+"""The kopf handlers: thin entry points, each handing one import to the Reconciler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from csvkafka_operator.jobs import LABEL_MANAGED_BY, MANAGED_BY
+from csvkafka_operator.models import API_VERSION, GROUP, KIND, PLURAL, VERSION, Retention
+from csvkafka_operator.reconcile import Reconciler
+from csvkafka_operator.settings import Settings
+
+IMPORTS = (GROUP, VERSION, PLURAL)
+
+
+def unfinished(status: kopf.Status, **_: Any) -> bool:
+    # Only running imports are polled; a finished one also loses the finalizer the timer needs.
+    return not status.get("completionTime")
+
+
+def deletes_checkpoints(spec: kopf.Spec, **_: Any) -> bool:
+    # Only then is a finalizer worth its cost (deletion blocked while the operator is down).
+    return bool(spec.get("checkpoint", {}).get("retention") == Retention.DELETE)
+
+
+def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, settings: Settings) -> None:
+    def reconcile(namespace: str | None, name: str) -> None:
+        # kopf's signatures also cover cluster-scoped kinds; imports always have a namespace.
+        if namespace:
+            reconciler.reconcile(namespace, name)
+
+    # Explicit ids: kopf keys its progress annotations on them.
+    @kopf.on.resume(*IMPORTS, id="ensure", registry=registry)
+    @kopf.on.create(*IMPORTS, id="ensure", registry=registry)
+    @kopf.on.update(*IMPORTS, id="ensure", field="spec", registry=registry)
+    def ensure(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile(namespace, name)
+
+    @kopf.timer(*IMPORTS, id="refresh", interval=settings.interval_seconds, when=unfinished, registry=registry)
+    def refresh(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile(namespace, name)
+
+    @kopf.on.event("batch", "v1", "jobs", id="job-changed", labels={LABEL_MANAGED_BY: MANAGED_BY},
+                   registry=registry)
+    def job_changed(body: kopf.Body, **_: Any) -> None:
+        for owner in body.metadata.get("ownerReferences", []):
+            if owner.get("apiVersion") == API_VERSION and owner.get("kind") == KIND:
+                reconcile(body.metadata.namespace, owner["name"])
+
+    @kopf.on.delete(*IMPORTS, id="delete-checkpoints", when=deletes_checkpoints, registry=registry)
+    def delete_checkpoints(body: kopf.Body, **_: Any) -> None:
+        if not reconciler.finalize(dict(body)):
+            raise kopf.TemporaryError("waiting for the import's worker pods to stop before deleting its checkpoints",
+                                      delay=2)

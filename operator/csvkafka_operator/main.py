@@ -1,0 +1,73 @@
+"""`csvkafka operator`: the kopf process, tuned for production and run standalone (one replica)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from typing import Any, cast
+
+import kopf
+
+from csvkafka_operator import handlers
+from csvkafka_operator.checkpoints import Checkpoints
+from csvkafka_operator.k8s import Json, Kube, connect
+from csvkafka_operator.reconcile import Reconciler
+from csvkafka_operator.settings import Settings, SettingsError
+from csvkafka_operator.status import Event
+
+PREFIX = "csvkafka.io"
+
+
+def register(subparsers: Any) -> None:
+    command = subparsers.add_parser(
+        "operator", help="run the operator that turns CsvKafkaImport resources into Jobs",
+        description="Reconciles CsvKafkaImport resources into Jobs and mirrors their progress into status. "
+                    "Settings come from CSVKAFKA_* environment variables (see csvkafka_operator/settings.py).")
+    command.add_argument("-n", "--namespace", action="append", dest="namespaces", metavar="PATTERN",
+                         help="watch only these namespaces (kopf globs, `!` excludes; repeatable) "
+                              "[env CSVKAFKA_NAMESPACES; default: all]")
+    command.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", metavar="URL",
+                         help="serve the liveness probe here (default %(default)s)")
+    command.add_argument("--log-format", choices=[f.name.lower() for f in kopf.LogFormat], default="full")
+    command.add_argument("-v", "--verbose", action="store_true")
+    command.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as error:
+        print(f"csvkafka operator: {error}", file=sys.stderr)
+        return 2
+    namespaces = tuple(args.namespaces or settings.namespaces)
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(kopf.login_via_client)
+    kopf.on.startup(registry=registry)(tune)
+    reconciler = Reconciler(Kube(connect()), Checkpoints(), settings, emit=post_event)
+    handlers.register(registry, reconciler, settings)
+    kopf.run(registry=registry, standalone=True, clusterwide=not namespaces, namespaces=namespaces,
+             liveness_endpoint=args.liveness)
+    return 0
+
+
+def tune(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our own names for what kopf keeps on the resources; changing them later re-runs handlers.
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration")
+    # Cloud load balancers silently drop idle watch connections: end each watch before they do,
+    # and give up on a stuck one a little later.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.connect_timeout = 30
+    settings.posting.reporting_component = "csvkafka-operator"
+    settings.posting.reporting_instance = socket.gethostname()
+
+
+def post_event(body: Json, event: Event) -> None:
+    kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=event.type, reason=event.reason, message=event.message)

@@ -1,0 +1,197 @@
+"""The CsvKafkaImport resource as typed models, parsed once at the edge.
+
+The spec extends the worker's ImportSpec (the contract both sides share) with what only the operator
+needs: where and how the worker pods run, suspension, restarts and checkpoint retention. The CRD in
+crds/ is the schema's source of truth; tests/unit/test_operator_models.py holds this file to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from csvkafka_worker.checkpoint import shard_job_id
+from csvkafka_worker.spec import AuthMechanism, AuthSpec, CheckpointSpec, ImportSpec, Model, SinkSpec
+
+GROUP = "csvkafka.io"
+VERSION = "v1alpha1"
+PLURAL = "csvimports"
+KIND = "CsvKafkaImport"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+SCRAM = (AuthMechanism.SCRAM_SHA_256, AuthMechanism.SCRAM_SHA_512)
+
+
+class Capacity(StrEnum):
+    ON_DEMAND = "on-demand"
+    SPOT = "spot"
+    FARGATE = "fargate"
+
+
+class Retention(StrEnum):
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class SecretKeyRef(Model):
+    name: str
+    key: str = "password"
+
+
+class ResourceAuth(AuthSpec):
+    secret_ref: SecretKeyRef | None = None
+
+    # Replaces AuthSpec's check of the same name: in a resource the password is never inline, it
+    # reaches the worker from the Secret that secretRef names.
+    @model_validator(mode="after")
+    def _complete(self) -> ResourceAuth:
+        if self.mechanism in SCRAM and not (self.username and self.secret_ref):
+            raise ValueError(f"auth mechanism {self.mechanism} needs a username and a secretRef")
+        return self
+
+
+class ResourceSink(SinkSpec):
+    auth: ResourceAuth = ResourceAuth()
+
+
+class ResourceCheckpoint(CheckpointSpec):
+    retention: Retention = Retention.RETAIN
+
+
+Quantity = int | str
+
+
+class Resources(Model):
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+DEFAULT_RESOURCES = Resources(requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "1Gi"})
+
+
+class Restart(Model):
+    id: str = Field(min_length=1)
+    # The first data row of the new run; 1 is a reset, None continues from the checkpoint.
+    from_row: int | None = Field(default=None, ge=1)
+
+
+class ResourceSpec(ImportSpec):
+    sink: ResourceSink
+    checkpoint: ResourceCheckpoint
+    parallelism: int = Field(default=1, ge=1, le=64)
+    capacity: Capacity = Capacity.ON_DEMAND
+    resources: Resources = DEFAULT_RESOURCES
+    service_account_name: str | None = None
+    suspend: bool = False
+    restart: Restart | None = None
+
+    def shard_job_ids(self) -> list[str]:
+        return [shard_job_id(self.job_id, index, self.parallelism) for index in range(self.parallelism)]
+
+
+class Status(BaseModel):
+    # Tolerant of fields it does not know, so that an older operator reads a newer one's status.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
+
+
+class Condition(Status):
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class ShardStatus(Status):
+    index: int
+    job_id: str
+    state: str
+    records_read: int = 0
+    records_sent: int = 0
+    records_bad: int = 0
+    bytes_read: int | None = None
+    bytes_total: int | None = None
+    progress: str | None = None
+    rows_per_second: int | None = None
+    last_checkpoint_time: str | None = None
+    message: str | None = None
+
+
+class ImportStatus(Status):
+    observed_generation: int | None = None
+    observed_restart_id: str | None = None
+    phase: Phase | None = None
+    job_name: str | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    records_read: int | None = None
+    records_sent: int | None = None
+    records_bad: int | None = None
+    bytes_read: int | None = None
+    bytes_total: int | None = None
+    progress: str | None = None
+    rows_per_second: int | None = None
+    eta: str | None = None
+    last_checkpoint_time: str | None = None
+    source_etag: str | None = None
+    shards: tuple[ShardStatus, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def to_api(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 0
+
+
+class InvalidResource(ValueError):
+    """The resource's spec is refused by the model (what the CRD's schema could not express)."""
+
+
+class CsvKafkaImport(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    metadata: Metadata
+    spec: ResourceSpec
+    status: ImportStatus = ImportStatus()
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> CsvKafkaImport:
+        try:
+            return cls.model_validate({"metadata": body["metadata"], "spec": body.get("spec", {}),
+                                       "status": body.get("status") or {}})
+        except ValidationError as invalid:
+            raise InvalidResource(describe(invalid)) from invalid
+
+    def reference(self) -> dict[str, Any]:
+        """The owner reference that makes Kubernetes delete the import's Jobs with it."""
+        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.metadata.name, "uid": self.metadata.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+
+def describe(invalid: ValidationError) -> str:
+    """One clause per problem, each naming the resource field as users write it."""
+    return "; ".join(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
+                     for error in invalid.errors())

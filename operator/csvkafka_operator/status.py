@@ -1,0 +1,294 @@
+"""The import's status as a pure function of what was observed: its Job, pods and checkpoints.
+
+Kubernetes objects come in as the API's JSON (camelCase dicts), checkpoints as the worker's
+Checkpoint; out comes the whole status the operator owns, conditions with their transition times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from csvkafka_operator.diagnosis import STUCK, reports
+from csvkafka_operator.jobs import job_name
+from csvkafka_operator.models import Condition, CsvKafkaImport, ImportStatus, Phase, ShardStatus
+from csvkafka_operator.timestamps import epoch, from_epoch, rfc3339
+from csvkafka_worker.checkpoint import Checkpoint, State
+
+Json = Mapping[str, Any]
+
+ACTIVE = (Phase.PENDING, Phase.RUNNING)
+# Progressing reasons that are business as usual; any other one is posted as a Warning event.
+ROUTINE = frozenset({"Creating", "Starting", "Running", "Interrupted", "Completing", "Suspended", "Completed"})
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why the run's Job does not exist: it cannot start (failed) or must wait."""
+
+    reason: str
+    message: str
+    failed: bool
+
+
+@dataclass(frozen=True)
+class Observed:
+    job: Json | None
+    pods: Sequence[Json] = ()
+    checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
+    blocker: Blocker | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: Phase
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+def finished(resource: CsvKafkaImport) -> bool:
+    """The current run ended (its Job may since have been removed by its TTL)."""
+    status = resource.status
+    return status.job_name == job_name(resource) and status.completion_time is not None
+
+
+def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> ImportStatus:
+    previous = resource.status
+    generation = resource.metadata.generation
+    if observed.job is None and observed.blocker is None and finished(resource):
+        # The Job is gone and the run's outcome is already recorded: only the generation moves.
+        return previous.model_copy(update={"observed_generation": generation, "conditions": tuple(
+            c.model_copy(update={"observed_generation": generation}) for c in previous.conditions)})
+
+    shards = tuple(_shard(i, job_id, observed.checkpoints.get(job_id))
+                   for i, job_id in enumerate(resource.spec.shard_job_ids()))
+    outcome = _outcome(resource, observed, shards)
+    name = job_name(resource)
+    start = previous.start_time if previous.job_name == name and previous.start_time else _job_time(
+        observed.job, "startTime")
+    completion = _completion_time(outcome, observed, now)
+    bytes_read = _sum_known([s.bytes_read for s in shards])
+    bytes_total = _sum_known([s.bytes_total for s in shards])
+    records_read = sum(s.records_read for s in shards)
+    checkpoint_times = [cp.timestamp for cp in observed.checkpoints.values() if cp.timestamp]
+    return ImportStatus(
+        observed_generation=generation,
+        observed_restart_id=resource.spec.restart.id if observed.job is not None and resource.spec.restart
+        else previous.observed_restart_id,
+        phase=outcome.phase,
+        job_name=name,
+        start_time=start,
+        completion_time=completion,
+        records_read=records_read,
+        records_sent=sum(s.records_sent for s in shards),
+        records_bad=sum(s.records_bad for s in shards),
+        bytes_read=bytes_read,
+        bytes_total=bytes_total,
+        progress="100%" if outcome.phase is Phase.SUCCEEDED else _percent(bytes_read, bytes_total),
+        rows_per_second=_rate(outcome.phase, shards, records_read, start, completion),
+        eta=_eta(observed.checkpoints.values()) if outcome.phase is Phase.RUNNING else None,
+        last_checkpoint_time=from_epoch(max(checkpoint_times)) if checkpoint_times else None,
+        source_etag=next((cp.source_etag for cp in observed.checkpoints.values() if cp.source_etag), None),
+        shards=shards,
+        conditions=_conditions(previous, outcome, generation, now),
+    )
+
+
+def invalid(previous: ImportStatus, generation: int, problem: str, now: datetime) -> ImportStatus:
+    """The status of a resource whose spec the operator's model refuses (and the CRD let through)."""
+    outcome = Outcome(Phase.FAILED, "InvalidSpec", f"{problem}; fix the spec")
+    return previous.model_copy(update={"observed_generation": generation, "phase": outcome.phase,
+                                       "conditions": _conditions(previous, outcome, generation, now)})
+
+
+def transition(old: ImportStatus, new: ImportStatus) -> Event | None:
+    """The Kubernetes Event to post when the phase or the reason behind it changed."""
+    before, after = old.condition("Progressing"), new.condition("Progressing")
+    if after is None or (old.phase == new.phase and before is not None and before.reason == after.reason):
+        return None
+    warning = new.phase is Phase.FAILED or after.reason not in ROUTINE
+    return Event("Warning" if warning else "Normal", after.reason, after.message)
+
+
+# -- the outcome -----------------------------------------------------------------------------------
+
+
+def _outcome(resource: CsvKafkaImport, observed: Observed, shards: Sequence[ShardStatus]) -> Outcome:
+    if observed.blocker is not None:
+        blocker = observed.blocker
+        return Outcome(Phase.FAILED if blocker.failed else Phase.PENDING, blocker.reason, blocker.message)
+    job = observed.job
+    if job is None:
+        return Outcome(Phase.PENDING, "Creating", f"creating Job {job_name(resource)}")
+    true = {c["type"]: c for c in job.get("status", {}).get("conditions") or [] if c.get("status") == "True"}
+    if "Complete" in true or "SuccessCriteriaMet" in true:
+        return Outcome(Phase.SUCCEEDED, "Completed", _summary(resource, shards))
+    if "Failed" in true or "FailureTarget" in true:
+        return _failure(resource, true.get("Failed") or true["FailureTarget"], observed)
+    if job.get("spec", {}).get("suspend"):
+        rows = sum(s.records_read for s in shards)
+        return Outcome(Phase.SUSPENDED, "Suspended",
+                       f"suspended after {rows:,} rows; set spec.suspend to false "
+                       f"(kubectl csvimport resume {resource.metadata.name}) to continue")
+    return _in_progress(resource, observed, shards)
+
+
+def _in_progress(resource: CsvKafkaImport, observed: Observed, shards: Sequence[ShardStatus]) -> Outcome:
+    running = [p for p in observed.pods if p.get("status", {}).get("phase") == "Running"]
+    said = reports(observed.pods, resource.spec.capacity)
+    phase = Phase.RUNNING if running or any(s.state != "pending" for s in shards) else Phase.PENDING
+    # A pod that cannot start needs someone to act, even while other shards run.
+    stuck = [r for r in said if r.reason in STUCK or r.reason == "Unschedulable"]
+    if stuck:
+        return Outcome(phase, stuck[-1].reason, stuck[-1].message)
+    latest = said[-1] if said else None
+    last_checkpoint = max((cp.timestamp for cp in observed.checkpoints.values()), default=0)
+    # A failure stays the headline until a checkpoint after it shows the retry got going.
+    if running and (latest is None or not latest.failed or last_checkpoint > latest.at):
+        rows = sum(s.records_read for s in shards)
+        return Outcome(phase, "Running", f"{len(running)} of {resource.spec.parallelism} worker pods running, "
+                                         f"{rows:,} rows read from {resource.spec.source.uri}")
+    if shards and all(s.state == State.COMPLETED for s in shards):
+        return Outcome(phase, "Completing", f"every shard is done; waiting for Job {job_name(resource)} to complete")
+    if latest is not None:
+        return Outcome(phase, latest.reason, latest.message + (" (retrying)" if latest.failed else ""))
+    return Outcome(phase, "Starting", f"waiting for {resource.spec.parallelism} worker pod(s) of Job "
+                                      f"{job_name(resource)} to start")
+
+
+def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed) -> Outcome:
+    failures = [r for r in reports(observed.pods, resource.spec.capacity) if r.failed]
+    if failures:
+        reason, message = failures[-1].reason, failures[-1].message
+    else:
+        # The pods are gone (TTL, or deleted): the Job and the checkpoints tell what is left to tell.
+        reason = "BadInput" if condition.get("reason") == "PodFailurePolicy" else condition.get("reason", "Failed")
+        message = next((cp.message for cp in observed.checkpoints.values() if cp.state is State.FAILED and cp.message),
+                       condition.get("message") or "the import's Job failed")
+    name = resource.metadata.name
+    then = (f"kubectl csvimport reset {name} imports the new version from the first row" if reason == "SourceChanged"
+            else f"once fixed, kubectl csvimport restart {name} continues from the last checkpoint")
+    return Outcome(Phase.FAILED, reason, f"{message.rstrip('.')}. Then: {then}")
+
+
+# -- numbers ---------------------------------------------------------------------------------------
+
+
+def _shard(index: int, job_id: str, cp: Checkpoint | None) -> ShardStatus:
+    if cp is None:
+        return ShardStatus(index=index, job_id=job_id, state="pending")
+    return ShardStatus(
+        index=index, job_id=job_id, state=cp.state.value,
+        records_read=cp.last_line, records_sent=cp.total_sent, records_bad=cp.rows_bad,
+        bytes_read=_bytes_read(cp), bytes_total=cp.bytes_total,
+        progress="100%" if cp.state is State.COMPLETED else _percent(_bytes_read(cp), cp.bytes_total),
+        rows_per_second=round(cp.rows_per_second) if cp.state is State.RUNNING else None,
+        last_checkpoint_time=from_epoch(cp.timestamp) if cp.timestamp else None,
+        message=cp.message,
+    )
+
+
+def _summary(resource: CsvKafkaImport, shards: Sequence[ShardStatus]) -> str:
+    read, sent, bad = (sum(getattr(s, f) for s in shards) for f in ("records_read", "records_sent", "records_bad"))
+    return (f"imported {resource.spec.source.uri} into topic {resource.spec.sink.topic}: {read:,} rows read, "
+            f"{sent:,} sent, {bad:,} bad")
+
+
+def _sum_known(values: Sequence[int | None]) -> int | None:
+    return None if not values or any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+def _percent(done: int | None, total: int | None) -> str | None:
+    if done is None or not total:
+        return None
+    return f"{min(100.0, 100 * done / total):.1f}%"
+
+
+def _rate(phase: Phase, shards: Sequence[ShardStatus], rows: int, start: str | None, end: str | None) -> int | None:
+    if phase is Phase.RUNNING:
+        return sum(s.rows_per_second or 0 for s in shards)
+    if phase is Phase.SUCCEEDED and start and end:
+        # After the run, the average over it says more than the last checkpoint's momentary rate.
+        seconds = epoch(end) - epoch(start)
+        return round(rows / seconds) if seconds > 0 else None
+    return None
+
+
+def _bytes_read(cp: Checkpoint) -> int | None:
+    """Bytes of the shard's range (the whole object's data for one shard) behind the checkpoint."""
+    if cp.byte_offset is None:
+        return None
+    return max(0, cp.byte_offset - (cp.range_start or 0))
+
+
+def _eta(checkpoints: Iterable[Checkpoint]) -> str | None:
+    """The slowest running shard's remaining bytes at its current pace."""
+    remaining = []
+    for cp in checkpoints:
+        done = _bytes_read(cp)
+        if cp.state is not State.RUNNING or not (cp.bytes_total and done and cp.last_line):
+            continue
+        bytes_per_second = cp.rows_per_second * done / cp.last_line
+        if bytes_per_second > 0:
+            remaining.append(max(0, cp.bytes_total - done) / bytes_per_second)
+    return duration(max(remaining)) if remaining else None
+
+
+def duration(seconds: float) -> str:
+    """Like kubectl's ages: 45s, 3m20s, 2h5m, 3d4h."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60}s" if s % 60 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60}m" if s % 3600 // 60 else f"{s // 3600}h"
+    return f"{s // 86400}d{s % 86400 // 3600}h" if s % 86400 // 3600 else f"{s // 86400}d"
+
+
+# -- times and conditions --------------------------------------------------------------------------
+
+
+def _completion_time(outcome: Outcome, observed: Observed, now: datetime) -> str | None:
+    # A run that never started (blocked) has not completed: the operator keeps trying to start it.
+    if observed.job is None or outcome.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        return None
+    if outcome.phase is Phase.SUCCEEDED and _job_time(observed.job, "completionTime"):
+        return _job_time(observed.job, "completionTime")
+    failed: Json = next((c for c in observed.job.get("status", {}).get("conditions") or []
+                         if c.get("type") in ("Failed", "FailureTarget") and c.get("status") == "True"), {})
+    return failed.get("lastTransitionTime") or rfc3339(now)
+
+
+def _conditions(previous: ImportStatus, outcome: Outcome, generation: int, now: datetime) -> tuple[Condition, ...]:
+    phase = outcome.phase
+
+    def detail(applies: bool, otherwise: str) -> tuple[str, str]:
+        return (outcome.reason, outcome.message) if applies else (phase.value, otherwise)
+
+    wanted = (
+        ("Progressing", phase in ACTIVE, (outcome.reason, outcome.message)),
+        ("Succeeded", phase is Phase.SUCCEEDED, detail(phase is Phase.SUCCEEDED, "the import has not finished")),
+        ("Failed", phase is Phase.FAILED, detail(phase is Phase.FAILED, "the import has not failed")),
+    )
+    conditions = []
+    for type_, holds, (reason, message) in wanted:
+        status = "True" if holds else "False"
+        before = previous.condition(type_)
+        since = before.last_transition_time if before is not None and before.status == status else rfc3339(now)
+        conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
+                                    last_transition_time=since, observed_generation=generation))
+    return tuple(conditions)
+
+
+def _job_time(job: Json | None, key: str) -> str | None:
+    return None if job is None else job.get("status", {}).get(key)

@@ -1,0 +1,187 @@
+"""render_job as data: the Job each example becomes, and what Kubernetes will do with it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from csvkafka_operator.jobs import job_name, render_job
+from csvkafka_operator.models import CsvKafkaImport
+from csvkafka_operator.settings import Settings
+from csvkafka_worker.options import add_flags, parse
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SETTINGS = Settings(worker_image="registry.example/csvkafka:1.2.3", worker_env={"AWS_ENDPOINT_URL": "http://s3:4566"},
+                    job_ttl_seconds=600)
+
+
+def example(name: str, uid: str = "6f1c0d0e-1111-4d2a-9f00-000000000001", **spec: Any) -> CsvKafkaImport:
+    body = yaml.safe_load((EXAMPLES / name).read_text())
+    body["metadata"] |= {"namespace": "data", "uid": uid}
+    body["spec"] |= spec
+    return CsvKafkaImport.from_body(body)
+
+
+def pod_spec(job: dict[str, Any]) -> dict[str, Any]:
+    return dict(job["spec"]["template"]["spec"])
+
+
+def container(job: dict[str, Any]) -> dict[str, Any]:
+    [only] = pod_spec(job)["containers"]
+    return dict(only)
+
+
+def env_of(job: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(job)["env"]}
+
+
+def test_one_name_per_run_a_new_one_per_restart_and_per_resource() -> None:
+    first = job_name(example("import.yaml"))
+    assert first == job_name(example("import.yaml"))
+    assert first.startswith("csv-import-") and len(first) <= 63
+    assert job_name(example("import.yaml", restart={"id": "again"})) != first
+    assert job_name(example("import.yaml", uid="another-resource-with-the-same-name")) != first
+
+
+def test_the_job_belongs_to_the_import_so_that_deleting_it_deletes_the_job() -> None:
+    resource = example("import.yaml")
+    [owner] = render_job(resource, SETTINGS)["metadata"]["ownerReferences"]
+    assert owner == {"apiVersion": "csvkafka.io/v1alpha1", "kind": "CsvKafkaImport", "name": "csv-import",
+                     "uid": resource.metadata.uid, "controller": True, "blockOwnerDeletion": True}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_the_worker_command_line_imports_exactly_the_spec(name: str) -> None:
+    resource = example(name)
+    job = render_job(resource, SETTINGS)
+    assert container(job)["command"] == ["csvkafka", "run"]
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    # What the kubelet gives the pod: Secret values and, in an Indexed Job, the index.
+    env = {name: "from-the-secret" for name, value in env_of(job).items()
+           if isinstance(value, dict) and "secretKeyRef" in value}
+    env["JOB_COMPLETION_INDEX"] = "3"
+    spec, run = parse(parser.parse_args(container(job)["args"]), env)
+
+    expected = resource.spec.model_dump(include={"source", "sink", "checkpoint", "delivery", "bad_rows"})
+    del expected["sink"]["auth"]["secret_ref"], expected["checkpoint"]["retention"]
+    if resource.spec.sink.auth.secret_ref:
+        expected["sink"]["auth"]["password"] = "from-the-secret"
+    assert spec.model_dump() == expected
+    assert run.interrupted_exit_code == 143
+    shards = resource.spec.parallelism
+    assert (run.shard_index, run.shard_count) == ((3, shards) if shards > 1 else (0, 1))
+
+
+def test_one_shard_is_a_plain_job_with_bounded_retries() -> None:
+    spec = render_job(example("import.yaml"), SETTINGS)["spec"]
+    assert (spec["completions"], spec["parallelism"], spec["backoffLimit"]) == (1, 1, 6)
+    assert "completionMode" not in spec
+    assert "--shard" not in container({"spec": spec})["args"]
+
+
+def test_several_shards_are_an_indexed_job_where_any_failed_index_fails_the_import() -> None:
+    spec = render_job(example("spot-parallel.yaml"), SETTINGS)["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 8, 8)
+    assert (spec["backoffLimitPerIndex"], spec["maxFailedIndexes"]) == (6, 0)
+    assert "backoffLimit" not in spec
+
+
+def test_interruptions_are_free_and_bad_input_fails_at_once() -> None:
+    spec = render_job(example("spot-parallel.yaml"), SETTINGS)["spec"]
+    assert spec["podReplacementPolicy"] == "Failed"
+    assert spec["podFailurePolicy"]["rules"] == [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {"action": "FailJob", "onExitCodes": {"containerName": "worker", "operator": "In", "values": [65]}},
+    ]
+    args = container({"spec": spec})["args"]
+    assert args[args.index("--interrupted-exit-code") + 1] == "143"
+    # The worker must be done checkpointing before the kubelet's SIGKILL.
+    shutdown = float(args[args.index("--shutdown-timeout") + 1])
+    assert shutdown < spec["template"]["spec"]["terminationGracePeriodSeconds"] <= 120
+
+
+def test_the_pod_passes_the_restricted_pod_security_profile() -> None:
+    job = render_job(example("scram-auth.yaml"), SETTINGS)
+    pod = pod_spec(job)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert isinstance(pod["securityContext"]["runAsUser"], int) and pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container(job)["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                 "capabilities": {"drop": ["ALL"]}}
+    assert pod["restartPolicy"] == "Never"
+    assert container(job)["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+@pytest.mark.parametrize(("capacity", "selector", "tolerations", "labels"), [
+    ("on-demand", {"eks.amazonaws.com/capacityType": "ON_DEMAND"}, [], {}),
+    ("spot", {"eks.amazonaws.com/capacityType": "SPOT"},
+     [{"key": "eks.amazonaws.com/capacityType", "operator": "Equal", "value": "SPOT"}], {}),
+    ("fargate", {"eks.amazonaws.com/compute-type": "fargate"},
+     [{"key": "eks.amazonaws.com/compute-type", "operator": "Equal", "value": "fargate", "effect": "NoSchedule"}],
+     {"csvkafka.io/capacity": "fargate"}),
+])
+def test_capacity_places_the_pods(capacity: str, selector: dict[str, str], tolerations: list[dict[str, str]],
+                                  labels: dict[str, str]) -> None:
+    job = render_job(example("import.yaml", capacity=capacity), SETTINGS)
+    assert pod_spec(job)["nodeSelector"] == selector
+    assert pod_spec(job)["tolerations"] == tolerations
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels.items() <= pod_labels.items()
+    assert pod_labels["csvkafka.io/import"] == "csv-import"
+    if not labels:
+        assert "csvkafka.io/capacity" not in pod_labels
+
+
+def test_fargate_labels_come_from_the_settings() -> None:
+    settings = SETTINGS.model_copy(update={"fargate_labels": {"team": "data", "fargate": "yes"}})
+    labels = render_job(example("import.yaml", capacity="fargate"), settings)["spec"]["template"]["metadata"]["labels"]
+    assert {"team": "data", "fargate": "yes"}.items() <= labels.items()
+
+
+def test_on_fargate_requests_equal_limits_and_the_limit_decides() -> None:
+    resources = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+    fargate = container(render_job(example("import.yaml", capacity="fargate", resources=resources), SETTINGS))
+    assert fargate["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+    spot = container(render_job(example("import.yaml", capacity="spot", resources=resources), SETTINGS))
+    assert spot["resources"] == resources
+
+
+def test_the_scram_password_comes_from_the_secret_never_from_the_arguments() -> None:
+    job = render_job(example("scram-auth.yaml"), SETTINGS)
+    assert env_of(job)["KAFKA_SASL_PASSWORD"] == {"secretKeyRef": {"name": "orders-kafka", "key": "password"}}
+    args = container(job)["args"]
+    assert "--password" not in args
+    assert args[args.index("--username") + 1] == "csvkafka"
+
+
+def test_workers_get_the_settings_environment_and_their_own_pod_name() -> None:
+    env = env_of(render_job(example("import.yaml"), SETTINGS))
+    assert env["AWS_ENDPOINT_URL"] == "http://s3:4566"
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "KAFKA_SASL_PASSWORD" not in env
+
+
+def test_workers_run_as_the_irsa_service_account_without_a_kubernetes_token() -> None:
+    default = pod_spec(render_job(example("import.yaml"), SETTINGS))
+    assert default["serviceAccountName"] == "csvkafka-worker"
+    assert default["automountServiceAccountToken"] is False
+    own = pod_spec(render_job(example("import.yaml", serviceAccountName="team-a-importer"), SETTINGS))
+    assert own["serviceAccountName"] == "team-a-importer"
+    assert container(render_job(example("import.yaml"), SETTINGS))["image"] == "registry.example/csvkafka:1.2.3"
+
+
+def test_suspend_and_the_ttl_reach_the_job() -> None:
+    assert render_job(example("import.yaml"), SETTINGS)["spec"]["suspend"] is False
+    suspended = render_job(example("import.yaml", suspend=True), SETTINGS)["spec"]
+    assert suspended["suspend"] is True
+    assert suspended["ttlSecondsAfterFinished"] == 600
+
+
+def test_rendering_is_pure() -> None:
+    resource = example("spot-parallel.yaml")
+    assert render_job(resource, SETTINGS) == render_job(resource, SETTINGS)

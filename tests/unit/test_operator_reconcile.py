@@ -1,0 +1,198 @@
+"""The Reconciler's decisions, against an in-memory API server and checkpoint table."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+from csvkafka_operator.reconcile import Reconciler
+from csvkafka_operator.settings import Settings
+from csvkafka_operator.status import Event
+from csvkafka_worker.checkpoint import Checkpoint, State
+
+NS, NAME, UID = "data", "people", "0d9c6a51"
+JOB_ID = "exports/people.csv->people"
+
+
+class FakeKube:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.body: dict[str, Any] = {"apiVersion": "csvkafka.io/v1alpha1", "kind": "CsvKafkaImport",
+                                     "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": 1},
+                                     "spec": spec}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.created: list[str] = []
+        self.deleted: list[str] = []
+        self.secrets: dict[str, frozenset[str]] = {}
+
+    def get_import(self, namespace: str, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.body)
+
+    def patch_import_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        status = self.body.setdefault("status", {})
+        status.update(patch)
+        for key in [k for k, v in status.items() if v is None]:
+            del status[key]
+
+    def list_jobs(self, namespace: str, import_name: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(job) for job in self.jobs.values()]
+
+    def create_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        name = job["metadata"]["name"]
+        self.created.append(name)
+        self.jobs.setdefault(name, {**job, "status": {}})
+        return copy.deepcopy(self.jobs[name])
+
+    def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.jobs[name]["spec"].update(patch["spec"])
+        return copy.deepcopy(self.jobs[name])
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        # Foreground deletion: the Job stays until finish_deletions(), as while its pods stop.
+        self.deleted.append(name)
+
+    def finish_deletions(self) -> None:
+        for name in self.deleted:
+            self.jobs.pop(name, None)
+
+    def list_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return []
+
+    def service_account_exists(self, namespace: str, name: str) -> bool:
+        return name == "csvkafka-worker"
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        return self.secrets.get(name)
+
+    def complete(self, name: str) -> None:
+        self.jobs[name]["status"] = {"startTime": "2026-01-16T10:00:00Z", "completionTime": "2026-01-16T10:01:00Z",
+                                     "conditions": [{"type": "Complete", "status": "True"}]}
+
+
+class FakeCheckpoints:
+    def __init__(self) -> None:
+        self.items: dict[str, Checkpoint] = {}
+        self.writes: list[tuple[str, ...]] = []
+
+    def read(self, table: str, job_ids: list[str]) -> dict[str, Checkpoint]:
+        return {i: self.items[i] for i in job_ids if i in self.items}
+
+    def delete(self, table: str, job_ids: list[str]) -> None:
+        self.writes.append(("delete", *job_ids))
+        for job_id in job_ids:
+            self.items.pop(job_id, None)
+
+    def start_at_row(self, table: str, job_id: str, row: int, why: str) -> None:
+        self.writes.append(("start_at_row", job_id, str(row)))
+        self.items[job_id] = Checkpoint(job_id=job_id, last_line=row - 1, state=State.INTERRUPTED)
+
+
+def setup(**spec: Any) -> tuple[FakeKube, FakeCheckpoints, Reconciler, list[Event]]:
+    kube = FakeKube({"source": {"uri": "s3://exports/people.csv"}, "sink": {"bootstrapServers": "b:9092",
+                                                                            "topic": "people"},
+                     "checkpoint": {"table": "checkpoints"}, **spec})
+    checkpoints, events = FakeCheckpoints(), []
+    reconciler = Reconciler(kube, checkpoints, Settings(worker_image="csvkafka:test"),
+                            emit=lambda body, event: events.append(event),
+                            clock=lambda: datetime(2026, 1, 16, 10, 0, tzinfo=UTC))
+    return kube, checkpoints, reconciler, events
+
+
+def test_every_pass_ensures_one_job_and_mirrors_it() -> None:
+    kube, _, reconciler, events = setup()
+    reconciler.reconcile(NS, NAME)
+    reconciler.reconcile(NS, NAME)
+    [job] = kube.jobs
+    assert kube.created == [job]
+    assert kube.body["status"]["jobName"] == job
+    assert [e.reason for e in events] == ["Starting"]
+
+
+def test_a_finished_run_is_not_started_again_when_its_job_is_gone() -> None:
+    kube, _, reconciler, _ = setup()
+    reconciler.reconcile(NS, NAME)
+    [job] = kube.jobs
+    kube.complete(job)
+    reconciler.reconcile(NS, NAME)
+    assert kube.body["status"]["phase"] == "Succeeded"
+    kube.jobs.clear()  # ttlSecondsAfterFinished
+    reconciler.reconcile(NS, NAME)
+    assert kube.created == [job] and not kube.jobs
+    assert kube.body["status"]["phase"] == "Succeeded"
+
+
+def test_a_restart_stops_the_old_run_first_and_moves_the_checkpoint_once() -> None:
+    kube, checkpoints, reconciler, _ = setup()
+    reconciler.reconcile(NS, NAME)
+    [old] = kube.jobs
+    kube.complete(old)
+    kube.body["spec"]["restart"] = {"id": "again", "fromRow": 1001}
+
+    reconciler.reconcile(NS, NAME)
+    assert kube.deleted == [old]
+    assert checkpoints.writes == []  # the old run's workers may still be writing
+    assert kube.body["status"]["conditions"][0]["reason"] == "StoppingPreviousRun"
+
+    kube.finish_deletions()
+    reconciler.reconcile(NS, NAME)
+    reconciler.reconcile(NS, NAME)
+    [new] = kube.jobs
+    assert new != old
+    assert checkpoints.writes == [("start_at_row", JOB_ID, "1001")]
+    assert kube.body["status"]["observedRestartId"] == "again"
+    assert "completionTime" not in kube.body["status"]
+
+
+def test_a_reset_deletes_the_checkpoints_of_this_and_the_previous_shard_count() -> None:
+    kube, checkpoints, reconciler, _ = setup()
+    kube.body["status"] = {"shards": [{"index": 0, "jobId": "old#0/2", "state": "completed"},
+                                      {"index": 1, "jobId": "old#1/2", "state": "completed"}]}
+    kube.body["spec"]["restart"] = {"id": "reset", "fromRow": 1}
+    reconciler.reconcile(NS, NAME)
+    assert checkpoints.writes == [("delete", JOB_ID, "old#0/2", "old#1/2")]
+
+
+def test_a_missing_secret_blocks_the_run_until_it_exists() -> None:
+    kube, _, reconciler, events = setup(sink={"bootstrapServers": "b:9096", "topic": "people", "auth": {
+        "mechanism": "scram-sha-512", "username": "u", "secretRef": {"name": "kafka"}}})
+    reconciler.reconcile(NS, NAME)
+    assert not kube.jobs
+    assert (kube.body["status"]["phase"], events[-1].reason, events[-1].type) == ("Failed", "SecretNotFound",
+                                                                                  "Warning")
+    kube.secrets["kafka"] = frozenset({"username"})
+    reconciler.reconcile(NS, NAME)
+    assert not kube.jobs and events[-1].reason == "SecretKeyNotFound"
+    kube.secrets["kafka"] = frozenset({"password"})
+    reconciler.reconcile(NS, NAME)
+    assert len(kube.jobs) == 1 and kube.body["status"]["phase"] == "Pending"
+
+
+def test_a_missing_service_account_is_named() -> None:
+    kube, _, reconciler, _ = setup(serviceAccountName="nobody")
+    reconciler.reconcile(NS, NAME)
+    failed = kube.body["status"]["conditions"][2]
+    assert (failed["type"], failed["reason"]) == ("Failed", "ServiceAccountNotFound")
+    assert "'nobody'" in failed["message"]
+
+
+def test_suspend_and_resume_flip_the_same_job() -> None:
+    kube, _, reconciler, _ = setup()
+    reconciler.reconcile(NS, NAME)
+    [job] = kube.jobs
+    kube.body["spec"]["suspend"] = True
+    reconciler.reconcile(NS, NAME)
+    assert kube.jobs[job]["spec"]["suspend"] is True
+    assert kube.body["status"]["phase"] == "Suspended"
+    kube.body["spec"]["suspend"] = False
+    reconciler.reconcile(NS, NAME)
+    assert kube.jobs[job]["spec"]["suspend"] is False and kube.created == [job]
+
+
+def test_deletion_with_retention_delete_waits_for_the_workers_then_deletes_the_checkpoints() -> None:
+    kube, checkpoints, reconciler, _ = setup(checkpoint={"table": "checkpoints", "retention": "Delete"})
+    reconciler.reconcile(NS, NAME)
+    assert reconciler.finalize(kube.body) is False
+    assert checkpoints.writes == []
+    kube.finish_deletions()
+    assert reconciler.finalize(kube.body) is True
+    assert checkpoints.writes == [("delete", JOB_ID)]

@@ -1,0 +1,6 @@
+"""Benchmark harness: csvkafka against kcat and the naive loop it replaces (`python -m bench --help`).
+
+Modules: data (deterministic CSV), stack (S3, topics, tables, counts), contenders (what runs),
+measure (timing and peak RSS of one subprocess), scenarios (throughput, resume, profiles),
+report (markdown), machine (what it ran on); naive, floor and patched are run as subprocesses.
+"""

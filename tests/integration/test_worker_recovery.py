@@ -94,7 +94,7 @@ def crash_repeatedly(job: Import, kills: int, *extra: str) -> list[int]:
 
 
 def test_exactly_once_survives_ten_sigkills(job: Import) -> None:
-    rows = job.upload(400_000)
+    rows = job.upload(1_200_000)
     at_kill = crash_repeatedly(job, 10, "--delivery", "exactly-once")
     assert len(set(at_kill)) >= 5, at_kill  # the kills really landed at different points
     counts = job.row_counts("read_committed")
@@ -103,7 +103,7 @@ def test_exactly_once_survives_ten_sigkills(job: Import) -> None:
 
 
 def test_at_least_once_loses_nothing_and_duplicates_only_rows_after_a_checkpoint(job: Import) -> None:
-    rows = job.upload(400_000)
+    rows = job.upload(1_200_000)
     at_kill = crash_repeatedly(job, 10)
     counts = job.row_counts("read_uncommitted")
     assert set(counts) == set(range(1, rows + 1))

@@ -124,8 +124,10 @@ class RowEncoder:
             rows = [rows[j] for j in keep]
         out.indices = indices
         if self.value_format is ValueFormat.JSON:
-            dumps = orjson.dumps
-            out.values = [dumps(dict(zip(header, row, strict=True))) for row in rows]
+            dumps, join, empty = orjson.dumps, b"".join, b""
+            # orjson hands back each value in a buffer of at least 4 KiB; joining copies it to its own
+            # size, which keeps a block's values at their real size instead of ~4 KiB a row.
+            out.values = [join((dumps(dict(zip(header, row, strict=True))), empty)) for row in rows]
         else:
             out.values = [records[i] for i in indices]
         if self.key_index is not None:

@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,8 @@ from csvkafka_worker.spec import BadRowAction, Compression, Delivery, ImportSpec
 from csvkafka_worker.store import CheckpointStore
 from csvkafka_worker.watermark import Counts, DeliveryWatermark, PendingBlock, Position
 
+# Bytes handed to the record splitter at a time (S3 is read in larger ranges).
+BLOCK_BYTES = 1024 * 1024
 # The end of a range that runs to the end of the object, whatever its (decompressed) size.
 _UNBOUNDED = 2**63
 
@@ -225,7 +227,7 @@ class _Run:
         self.sink.begin()
         interrupted = False
         try:
-            for chunk in chunks:
+            for chunk in _pieces(chunks, BLOCK_BYTES):
                 block = splitter.feed(chunk)
                 if block is not None:
                     self.send_block(block, final=False)
@@ -260,8 +262,8 @@ class _Run:
         if values and max(map(len, values)) > self.sink.max_message_bytes - RECORD_OVERHEAD:
             values, keys, indices, oversized = self._split_oversized(values, keys, indices)
             bad = sorted([*bad, *oversized], key=lambda b: b.index)
-        ordinals = _row_ordinals(records)
-        n_rows = ordinals[-1] if ordinals else 0
+        ordinals = _Ordinals(records)
+        n_rows = ordinals.count
         first_row = self.row + 1
         if bad and self.spec.bad_rows.action is BadRowAction.FAIL:
             self._fail_at(bad[0], records, data, start, ordinals, values, keys, indices)
@@ -278,22 +280,26 @@ class _Run:
         self.bytes_read += len(data)
 
     def _produce(self, pending: PendingBlock, values: list[bytes], keys: list[bytes | None] | None,
-                 indices: list[int], ordinals: list[int], first_row: int) -> None:
+                 indices: list[int], ordinals: _Ordinals, first_row: int) -> None:
         headers: list[Headers] | None = None
         if self.spec.sink.headers:
             src = self.source_header
-            headers = [[src, ("csvkafka.row", b"%d" % (first_row + ordinals[i] - 1))] for i in indices]
+            if ordinals.dense and len(indices) == ordinals.count:
+                numbers: Iterable[bytes] = map(b"%d".__mod__, range(first_row, first_row + len(indices)))
+            else:
+                numbers = (b"%d" % (first_row + ordinals[i] - 1) for i in indices)
+            headers = [[src, ("csvkafka.row", number)] for number in numbers]
             if self.shard_header is not None:
                 for row_headers in headers:
                     row_headers.append(self.shard_header)
         self.sink.produce_rows(pending, values, keys, headers)
 
     def _skip_resumed_rows(self, records: list[bytes], data: bytes, start: int) -> tuple[list[bytes], bytes, int]:
-        ordinals = _row_ordinals(records)
-        cut = next((i + 1 for i, n in enumerate(ordinals) if n == self.skip_rows), None)
+        ordinals = _Ordinals(records)
+        cut = next((i + 1 for i in range(len(records)) if ordinals[i] == self.skip_rows), None)
         if cut is None:
-            self.skip_rows -= ordinals[-1] if ordinals else 0
-            self.row += ordinals[-1] if ordinals else 0
+            self.skip_rows -= ordinals.count
+            self.row += ordinals.count
             return [], b"", start + len(data)
         ends = record_ends(data, records)
         self.row += self.skip_rows
@@ -310,7 +316,7 @@ class _Run:
         return ([values[j] for j in keep], [keys[j] for j in keep] if keys is not None else None,
                 [indices[j] for j in keep], oversized)
 
-    def _fail_at(self, first_bad: BadRecord, records: list[bytes], data: bytes, start: int, ordinals: list[int],
+    def _fail_at(self, first_bad: BadRecord, records: list[bytes], data: bytes, start: int, ordinals: _Ordinals,
                  values: list[bytes], keys: list[bytes | None] | None, indices: list[int]) -> None:
         """Sends the rows before the bad one, checkpoints right before it, and stops the import."""
         before = [j for j, i in enumerate(indices) if i < first_bad.index]
@@ -329,7 +335,7 @@ class _Run:
         raise error
 
     def _handle_bad(self, pending: PendingBlock, bad: list[BadRecord], records: list[bytes], data: bytes, start: int,
-                    ordinals: list[int], first_row: int) -> None:
+                    ordinals: _Ordinals, first_row: int) -> None:
         self.bad_rows += len(bad)
         ends = record_ends(data, records)
         limit = self.spec.bad_rows.max_bad_rows
@@ -362,8 +368,10 @@ class _Run:
     def maybe_checkpoint(self) -> None:
         self.observe()
         every = self.spec.checkpoint
-        if self.row - self.rows_at_checkpoint < every.every_rows and \
-                time.monotonic() - self.last_checkpoint < every.every_seconds:
+        # A row count bounds the duplicates a crash can cause in at-least-once mode; exactly-once has
+        # none, so its transactions (each a pipeline drain) are committed on time alone.
+        rows_due = not self.sink.transactional and self.row - self.rows_at_checkpoint >= every.every_rows
+        if not rows_due and time.monotonic() - self.last_checkpoint < every.every_seconds:
             return
         self.checkpoint(State.RUNNING)
 
@@ -412,9 +420,28 @@ class _Run:
         return Outcome(state, final)
 
 
-def _row_ordinals(records: list[bytes]) -> list[int]:
-    """For each record, the number of non-blank records up to and including it."""
-    return list(itertools.accumulate(1 if r else 0 for r in records))
+def _pieces(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """Cuts large reads into pieces of about `size` bytes: a block's rows, values and delivery
+    reports are all alive at once, so the piece size bounds the worker's memory."""
+    for chunk in chunks:
+        if len(chunk) <= size:
+            yield chunk
+            continue
+        for at in range(0, len(chunk), size):
+            yield chunk[at:at + size]
+
+
+class _Ordinals:
+    """Data-row ordinals (1-based) of a block's records: blank records are not rows."""
+
+    def __init__(self, records: list[bytes]) -> None:
+        # Blank lines are rare: without them the ordinal of record i is i + 1, no list needed.
+        self.dense = b"" not in records
+        self._ordinals = None if self.dense else list(itertools.accumulate(1 if r else 0 for r in records))
+        self.count = len(records) if self._ordinals is None else (self._ordinals[-1] if self._ordinals else 0)
+
+    def __getitem__(self, index: int) -> int:
+        return index + 1 if self._ordinals is None else self._ordinals[index]
 
 
 def _counts(raw: dict[str, Any]) -> Counts:

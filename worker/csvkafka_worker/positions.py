@@ -42,7 +42,7 @@ def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: 
                             timeout: float = 30) -> tuple[Position, dict[str, Any]] | None:
     consumer = Consumer({**client_base(sink, client_id), "group.id": f"csvkafka-reader-{uuid.uuid4().hex}",
                          "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
+                         "enable.partition.eof": True, "fetch.wait.max.ms": 10})
     try:
         partition = TopicPartition(topic, 0, OFFSET_BEGINNING)
         _, high = consumer.get_watermark_offsets(partition, timeout=timeout)

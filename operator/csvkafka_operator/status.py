@@ -170,10 +170,12 @@ def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed) -> O
     if failures:
         reason, message = failures[-1].reason, failures[-1].message
     else:
-        # The pods are gone (TTL, or deleted): the Job and the checkpoints tell what is left to tell.
-        reason = "BadInput" if condition.get("reason") == "PodFailurePolicy" else condition.get("reason", "Failed")
-        message = next((cp.message for cp in observed.checkpoints.values() if cp.state is State.FAILED and cp.message),
-                       condition.get("message") or "the import's Job failed")
+        # The pods are gone (TTL, or deleted): the checkpoints and the Job tell what is left to tell.
+        failed = next((cp for cp in observed.checkpoints.values() if cp.state is State.FAILED and cp.message), None)
+        job_reason = "BadInput" if condition.get("reason") == "PodFailurePolicy" else condition.get("reason", "Failed")
+        reason = failed.reason or job_reason if failed is not None else job_reason
+        message = failed.message if failed is not None and failed.message else (
+            condition.get("message") or "the import's Job failed")
     name = resource.metadata.name
     then = (f"kubectl csvimport reset {name} imports the new version from the first row" if reason == "SourceChanged"
             else f"once fixed, kubectl csvimport restart {name} continues from the last checkpoint")

@@ -37,6 +37,8 @@ class Checkpoint:
     source_etag: str | None = None
     state: State = State.RUNNING
     message: str | None = None
+    # Why a failed import failed (SourceNotFound, BadInput, ...), kept after its pods are gone.
+    reason: str | None = None
     rows_per_second: float = 0.0
     started_at: int | None = None
     # Identifies one pass over the source from a given start: a reset or a hand-set row makes a new
@@ -63,7 +65,7 @@ class Checkpoint:
 _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_lettered", "rows_skipped",
             "bytes_total", "started_at", "plan_quotes", "range_start", "range_end")
 _FLOATS = ("rows_per_second", "lease_expires")
-_STRINGS = ("source_uri", "source_etag", "message", "owner", "run_id")
+_STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id")
 
 
 def to_item(cp: Checkpoint) -> dict[str, dict[str, str]]:

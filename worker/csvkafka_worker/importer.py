@@ -87,7 +87,7 @@ class Importer:
             return  # already released by a clean stop
         # If the lease was lost or DynamoDB is gone, the original error is still the one to report.
         with contextlib.suppress(WorkerError):
-            self.store.release(self.current, State.FAILED, message=str(error))
+            self.store.release(self.current, State.FAILED, message=str(error), reason=error.reason)
 
     def _run_claimed(self, info: ObjectInfo, checkpoint: Checkpoint) -> Outcome:
         if checkpoint.state is State.COMPLETED and checkpoint.source_etag in (None, info.etag):
@@ -331,7 +331,7 @@ class _Run:
         self.row += rows_before
         error = BadInput(f"row {row_number} (byte offset {bad_start}) of {self.info.uri}: {first_bad.reason}; fix the "
                          "file, or set badRows.action to skip or dead-letter", reason="BadInput")
-        self.finish(State.FAILED, timeout=60, message=str(error))
+        self.finish(State.FAILED, timeout=60, message=str(error), reason=error.reason)
         raise error
 
     def _handle_bad(self, pending: PendingBlock, bad: list[BadRecord], records: list[bytes], data: bytes, start: int,
@@ -375,7 +375,8 @@ class _Run:
             return
         self.checkpoint(State.RUNNING)
 
-    def checkpoint(self, state: State, message: str | None = None, release: bool = False) -> Checkpoint:
+    def checkpoint(self, state: State, message: str | None = None, release: bool = False,
+                   reason: str | None = None) -> Checkpoint:
         if self.sink.transactional and not self.sink.flush(120):
             raise Infrastructure("Kafka did not acknowledge the transaction's rows within 120s",
                                  reason="KafkaUnreachable")
@@ -395,7 +396,8 @@ class _Run:
             last_line=position.row, byte_offset=position.offset, total_sent=counts.sent,
             rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,
             rows_per_second=round(self.imp.progress.rows_per_second, 1))
-        saved = self.imp.store.release(current, state, message) if release else self.imp.store.save(current)
+        saved = (self.imp.store.release(current, state, message, reason) if release
+                 else self.imp.store.save(current))
         self.imp.current = saved
         self.last_checkpoint = time.monotonic()
         self.rows_at_checkpoint = self.row
@@ -408,11 +410,12 @@ class _Run:
             self.sink.begin()
         return saved
 
-    def finish(self, state: State, *, timeout: float, message: str | None = None) -> Outcome:
+    def finish(self, state: State, *, timeout: float, message: str | None = None,
+               reason: str | None = None) -> Outcome:
         if not self.sink.flush(timeout):
             raise Infrastructure(f"Kafka did not acknowledge all rows within {timeout:.0f}s of the end; the import "
                                  "resumes from its last checkpoint", reason="KafkaUnreachable")
-        final = self.checkpoint(state, message, release=True)
+        final = self.checkpoint(state, message, release=True, reason=reason)
         counts = self.watermark.delivered
         self.imp.progress.event("finish", state=state.value, rows_read=final.last_line, rows_sent=counts.sent,
                                 rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,

@@ -109,8 +109,9 @@ class CheckpointStore:
         self._conditional_put(stamped)
         return stamped
 
-    def release(self, checkpoint: Checkpoint, state: State, message: str | None = None) -> Checkpoint:
-        final = checkpoint.advanced(owner=None, lease_expires=None, state=state, message=message,
+    def release(self, checkpoint: Checkpoint, state: State, message: str | None = None,
+                reason: str | None = None) -> Checkpoint:
+        final = checkpoint.advanced(owner=None, lease_expires=None, state=state, message=message, reason=reason,
                                     timestamp=int(self._clock()))
         self._conditional_put(final)
         return final

@@ -1,30 +1,17 @@
 # IRSA roles of the worker and operator ServiceAccounts. Every action is named; every resource is
 # a named bucket, table, cluster, topic, or the csvkafka-* ids the worker itself chooses.
 
-data "aws_iam_policy_document" "worker_trust" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-
-    principals {
-      type        = "Federated"
-      identifiers = [data.aws_iam_openid_connect_provider.cluster.arn]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "${local.oidc_host}:sub"
-      values   = [for ns in var.import_namespaces : "system:serviceaccount:${ns}:${local.worker_service_account}"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "${local.oidc_host}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
+locals {
+  # Who may assume each role: the ServiceAccounts it is annotated on, through the cluster's OIDC provider.
+  irsa_subjects = {
+    worker   = [for ns in var.import_namespaces : "system:serviceaccount:${ns}:${local.worker_service_account}"]
+    operator = ["system:serviceaccount:${var.namespace}:${local.operator_service_account}"]
   }
 }
 
-data "aws_iam_policy_document" "operator_trust" {
+data "aws_iam_policy_document" "trust" {
+  for_each = local.irsa_subjects
+
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
 
@@ -36,7 +23,7 @@ data "aws_iam_policy_document" "operator_trust" {
     condition {
       test     = "StringEquals"
       variable = "${local.oidc_host}:sub"
-      values   = ["system:serviceaccount:${var.namespace}:${local.operator_service_account}"]
+      values   = each.value
     }
 
     condition {
@@ -136,7 +123,7 @@ data "aws_iam_policy_document" "operator" {
 resource "aws_iam_role" "worker" {
   name               = "csvkafka-worker"
   description        = "csvkafka worker pods (IRSA): read sources, write topics and checkpoints"
-  assume_role_policy = data.aws_iam_policy_document.worker_trust.json
+  assume_role_policy = data.aws_iam_policy_document.trust["worker"].json
 }
 
 resource "aws_iam_role_policy" "worker" {
@@ -148,7 +135,7 @@ resource "aws_iam_role_policy" "worker" {
 resource "aws_iam_role" "operator" {
   name               = "csvkafka-operator"
   description        = "csvkafka operator (IRSA): checkpoints for status, restart and reset"
-  assume_role_policy = data.aws_iam_policy_document.operator_trust.json
+  assume_role_policy = data.aws_iam_policy_document.trust["operator"].json
 }
 
 resource "aws_iam_role_policy" "operator" {

@@ -16,7 +16,8 @@ def test_seed_format_item_reads_with_no_byte_offset() -> None:
 def test_round_trip_keeps_every_field() -> None:
     cp = Checkpoint(job_id="j", last_line=7, total_sent=5, timestamp=3, byte_offset=120, rows_dead_lettered=1,
                     rows_skipped=1, bytes_total=999, source_uri="s3://b/k", source_etag="e", state=State.COMPLETED,
-                    message="m", reason="BadInput", rows_per_second=12.5, started_at=1, run_id="r", owner="o", lease_expires=4.25)
+                    message="m", reason="BadInput", rows_per_second=12.5, started_at=1, run_id="r", owner="o",
+                    lease_expires=4.25)
     item = to_item(cp)
     assert {k: item[k] for k in ("job_id", "last_line", "total_sent", "timestamp")} == {
         "job_id": {"S": "j"}, "last_line": {"N": "7"}, "total_sent": {"N": "5"}, "timestamp": {"N": "3"}}

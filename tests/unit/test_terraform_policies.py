@@ -100,15 +100,14 @@ def test_inline_policies_come_from_checked_documents() -> None:
 
 
 def test_irsa_roles_trust_only_their_service_accounts() -> None:
-    trusts = dict(blocks("data", "aws_iam_policy_document"))
-    for name, account in (("worker_trust", "local.worker_service_account"),
-                          ("operator_trust", "local.operator_service_account")):
-        (statement,) = statements(trusts[name])
-        conditions = {unquote(c["variable"]): (unquote(c["test"]), strings(c["values"]))
-                      for c in statement["condition"]}
-        test, subjects = conditions["${local.oidc_host}:sub"]
-        assert test == "StringEquals" and all(f"${{{account}}}" in s for s in subjects)
-        assert conditions["${local.oidc_host}:aud"] == ("StringEquals", ["sts.amazonaws.com"])
+    (statement,) = statements(dict(blocks("data", "aws_iam_policy_document"))["trust"])
+    conditions = {unquote(c["variable"]): (unquote(c["test"]), strings(c["values"])) for c in statement["condition"]}
+    assert conditions["${local.oidc_host}:sub"] == ("StringEquals", ["${each.value}"])
+    assert conditions["${local.oidc_host}:aud"] == ("StringEquals", ["sts.amazonaws.com"])
+    locals_ = load(TERRAFORM / "irsa.tf")["locals"]
+    subjects = next(local["irsa_subjects"] for local in locals_ if "irsa_subjects" in local)
+    for role, account in (("worker", "local.worker_service_account"), ("operator", "local.operator_service_account")):
+        assert [s for s in strings(subjects[role]) if f"${{{account}}}" not in s] == [], role
 
 
 def test_worker_may_use_only_its_own_transactional_ids_and_groups() -> None:

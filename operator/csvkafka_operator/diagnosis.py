@@ -86,5 +86,12 @@ def worker_error(termination_message: str, exit_code: int) -> tuple[str, str]:
                 continue  # the log tail may cut the first line short
             if isinstance(record, dict) and record.get("event") == "error" and record.get("reason"):
                 return str(record["reason"]), str(record.get("message", ""))
-    last = lines[-1].removeprefix("csvkafka: error: ") if lines else f"the worker exited with code {exit_code}"
-    return ("BadInput" if exit_code == ExitCode.BAD_INPUT else "WorkerFailed"), last
+    errors = [line.removeprefix("csvkafka: error: ") for line in lines if line.startswith("csvkafka: error: ")]
+    if errors:
+        message = errors[-1]
+    elif exit_code > 128:
+        # Killed by a signal before it could say why: OOM, a node lost, or a kill -9.
+        message = f"the worker was killed by signal {exit_code - 128} (exit code {exit_code}) before it could report"
+    else:
+        message = f"the worker exited with code {exit_code}"
+    return ("BadInput" if exit_code == ExitCode.BAD_INPUT else "WorkerFailed"), message

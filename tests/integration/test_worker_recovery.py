@@ -157,3 +157,20 @@ def test_two_workers_on_one_job_one_finishes_the_other_stops(job: Import) -> Non
     counts = job.row_counts("read_uncommitted")
     assert set(counts) == set(range(1, rows + 1))
     assert max(counts.values()) == 1
+
+
+def test_sigterm_while_waiting_for_a_dead_workers_lease_stops_at_once(job: Import) -> None:
+    job.upload(300_000)
+    crashed = job.start("--lease-seconds", "60", "--checkpoint-every-seconds", "0.3")
+    assert wait_for_progress(job, crashed, 0)
+    crashed.kill()
+    crashed.wait()
+    waiting = job.start("--lease-seconds", "60")
+    time.sleep(3)  # long enough to find the dead worker's lease held
+    assert waiting.poll() is None
+    waiting.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, stderr = waiting.communicate(timeout=20)
+    assert waiting.returncode == 0, stderr
+    assert time.monotonic() - started < 5
+    assert events(stderr, "waiting-for-lease") and events(stderr, "stopped")

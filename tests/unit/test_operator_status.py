@@ -262,7 +262,9 @@ def test_events_are_posted_on_transitions_only() -> None:
     # The kubelet keeps only the log's tail: the first line may be cut.
     ('ts": 1, "event": "progress"}\n' + worker_log("BadInput", "row 3 is bad", 65), 65, ("BadInput", "row 3 is bad")),
     ("Traceback ...\ncsvkafka: error: something odd\n", 65, ("BadInput", "something odd")),
-    ("", 137, ("WorkerFailed", "the worker exited with code 137")),
+    ('{"event": "start", "row": 0}\n', 137,
+     ("WorkerFailed", "the worker was killed by signal 9 (exit code 137) before it could report")),
+    ("", 3, ("WorkerFailed", "the worker exited with code 3")),
 ])
 def test_the_workers_error_is_read_from_its_termination_message(log: str, code: int,
                                                                  expected: tuple[str, str]) -> None:

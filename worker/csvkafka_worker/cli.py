@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from csvkafka_worker.checkpoint import Checkpoint, State, shard_job_id
-from csvkafka_worker.errors import ConfigError, WorkerError
+from csvkafka_worker.errors import ConfigError, StoppedWhileWaiting, WorkerError
 from csvkafka_worker.exit_codes import ExitCode
 from csvkafka_worker.options import add_flags, parse
 from csvkafka_worker.progress import log_line
@@ -74,6 +74,9 @@ def run_command(args: argparse.Namespace) -> int:
                         stop=stop)
     try:
         outcome = importer.run()
+    except StoppedWhileWaiting as stopped:
+        log_line(sys.stderr, "stopped", job=importer.job_id, message=str(stopped))
+        return run_options.interrupted_exit_code
     except WorkerError as error:
         return _fail(error, importer.job_id)
     if outcome.state is State.INTERRUPTED:

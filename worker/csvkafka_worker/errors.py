@@ -32,6 +32,10 @@ class LeaseHeld(Infrastructure):
     """Another live worker is advancing this job's checkpoint."""
 
 
+class StoppedWhileWaiting(WorkerError):
+    """SIGTERM arrived before this worker could claim its job: nothing was read or written."""
+
+
 class ConfigError(BadInput):
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="InvalidConfiguration")

@@ -18,7 +18,7 @@ from typing import Any
 from csvkafka_worker import decompress, positions, shards
 from csvkafka_worker.checkpoint import Checkpoint, State, shard_job_id
 from csvkafka_worker.encode import BadRecord, RowEncoder
-from csvkafka_worker.errors import BadInput, Infrastructure, WorkerError
+from csvkafka_worker.errors import BadInput, Infrastructure, StoppedWhileWaiting, WorkerError
 from csvkafka_worker.kafka_config import transactional_id
 from csvkafka_worker.metrics import Metrics, Totals
 from csvkafka_worker.options import RunOptions
@@ -56,15 +56,25 @@ class Importer:
         self.stop = stop
         self.job_id = shard_job_id(spec.job_id, run.shard_index, run.shard_count)
         self.store = CheckpointStore(dynamodb, spec.checkpoint.table, self.job_id, owner=owner,
-                                     lease_seconds=spec.checkpoint.lease_seconds)
+                                     lease_seconds=spec.checkpoint.lease_seconds, sleep=self._wait_unless_stopped)
         self.progress = progress or Progress(self.job_id, run.progress)
         self.metrics = Metrics(self.job_id)
         self.positions_topic = positions_topic
         self.exactly_once = spec.delivery is Delivery.EXACTLY_ONCE
         self.sink: KafkaSink | None = None
+        self._waiting_logged = False
         dialect = spec.source.csv
         self.quote = dialect.quote.encode()
         self.escape = dialect.escape.encode() if dialect.escape else None
+
+    def _wait_unless_stopped(self, seconds: float) -> None:
+        """Sleeps while the job's lease is held by another worker; a SIGTERM ends the wait at once."""
+        if not self._waiting_logged:
+            self._waiting_logged = True
+            self.progress.event("waiting-for-lease", lease_seconds=self.spec.checkpoint.lease_seconds)
+        if self.stop.wait(seconds):
+            raise StoppedWhileWaiting(f"stopped while waiting for job {self.job_id!r}'s lease; nothing was imported",
+                                      reason="Interrupted")
 
     # -- the whole run ---------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ Json = Mapping[str, Any]
 
 ACTIVE = (Phase.PENDING, Phase.RUNNING)
 # Progressing reasons that are business as usual; any other one is posted as a Warning event.
-ROUTINE = frozenset({"Creating", "Starting", "Running", "Interrupted", "Completing", "Suspended", "Completed"})
+ROUTINE = frozenset({"Creating", "Starting", "Running", "Interrupted", "Completing", "Suspended", "Completed",
+                     "StoppingPreviousRun"})
 
 
 @dataclass(frozen=True)

@@ -83,11 +83,13 @@ def upload(s3: Any, s3_bucket: str) -> Callable[[bytes, str], str]:
 
 
 @pytest.fixture
-def make_import(ns: str, kafka_topic: str, checkpoint_table: str) -> Iterator[Callable[..., dict[str, Any]]]:
-    """The local example with this test's object, topic and table, plus any changes."""
+def make_import(ns: str, kafka_topic: str, checkpoint_table: str, bootstrap_servers: str
+                ) -> Iterator[Callable[..., dict[str, Any]]]:
+    """The local example with this test's object, topic, table and this stack's brokers, plus any changes."""
     def manifest(uri: str, name: str = "people", **changes: Any) -> dict[str, Any]:
         body = deep_merge(EXAMPLE, {"metadata": {"name": name, "namespace": ns}, "spec": {
-            "source": {"uri": uri}, "sink": {"topic": kafka_topic}, "checkpoint": {"table": checkpoint_table}}})
+            "source": {"uri": uri}, "sink": {"topic": kafka_topic, "bootstrapServers": bootstrap_servers},
+            "checkpoint": {"table": checkpoint_table}}})
         return deep_merge(body, {"spec": changes})
     yield manifest
     # Before the namespace, topic and table go: no worker may outlive them.

@@ -108,10 +108,9 @@ class Importer:
             raise BadInput(f"{info.uri} changed since this import started (ETag {checkpoint.source_etag} → "
                            f"{info.etag}); reset the import to load the new version", reason="SourceChanged")
 
-        compression = decompress.detect(info.key, self._first_bytes(info), self.spec.source.compression)
+        compression, preamble = self._read_start(info)
         shards.check_shardable(self.run_options.shard_count, compression is not Compression.NONE,
                                self.spec.source.csv.escape)
-        preamble = self._read_preamble(info, compression)
         sink_topics = [self.spec.sink.topic]
         if self.spec.bad_rows.action is BadRowAction.DEAD_LETTER and self.spec.bad_rows.dead_letter_topic:
             sink_topics.append(self.spec.bad_rows.dead_letter_topic)
@@ -149,21 +148,22 @@ class Importer:
     def _client_id(self) -> str:
         return f"csvkafka-{self.job_id}"[:200]
 
-    def _first_bytes(self, info: ObjectInfo) -> bytes:
-        if info.size == 0:
-            return b""
-        return b"".join(RangedReader(self.s3, info, range_bytes=16, prefetch=1).chunks(0, 16))
-
     def _chunks(self, info: ObjectInfo, compression: Compression, offset: int, end: int) -> Iterator[bytes]:
         reader = RangedReader(self.s3, info, range_bytes=self.run_options.range_bytes)
         if compression is Compression.NONE:
             return reader.chunks(offset, end)
         return decompress.skip(decompress.decompressed(reader.chunks(0), compression, info.uri), offset)
 
-    def _read_preamble(self, info: ObjectInfo, compression: Compression) -> Preamble:
+    def _read_start(self, info: ObjectInfo) -> tuple[Compression, Preamble]:
+        """The object's compression (from its first bytes) and its preamble, from one read of its start."""
+        raw = RangedReader(self.s3, info, range_bytes=256 * 1024, prefetch=1).chunks(0)
+        first = next(raw, b"")
+        compression = decompress.detect(info.key, first, self.spec.source.compression)
+        stream = decompress.decompressed(itertools.chain([first], raw), compression, info.uri)
+        return compression, self._read_preamble(stream)
+
+    def _read_preamble(self, stream: Iterator[bytes]) -> Preamble:
         prefix = b""
-        stream = decompress.decompressed(RangedReader(self.s3, info, range_bytes=256 * 1024, prefetch=1).chunks(0),
-                                         compression, info.uri)
         for chunk in stream:
             prefix += chunk
             found = read_preamble(prefix, self.spec.source.csv, self.spec.sink.key_column, at_eof=False)
@@ -330,8 +330,7 @@ class _Run:
                  values: list[bytes], keys: list[bytes | None] | None, indices: list[int]) -> None:
         """Sends the rows before the bad one, checkpoints right before it, and stops the import."""
         before = [j for j, i in enumerate(indices) if i < first_bad.index]
-        ends = record_ends(data, records)
-        bad_start = start + (ends[first_bad.index - 1] if first_bad.index else 0)
+        bad_start = start + _record_start(record_ends(data, records), first_bad.index)
         rows_before = ordinals[first_bad.index] - 1
         pending = self.watermark.open_block(Position(self.row + rows_before, bad_start), Counts(sent=len(before)))
         pending.outstanding = len(before)
@@ -351,7 +350,7 @@ class _Run:
         limit = self.spec.bad_rows.max_bad_rows
         for entry in bad:
             row_number = first_row + ordinals[entry.index] - 1
-            offset = start + (ends[entry.index - 1] if entry.index else 0)
+            offset = start + _record_start(ends, entry.index)
             if self.spec.bad_rows.action is BadRowAction.DEAD_LETTER:
                 topic = self.spec.bad_rows.dead_letter_topic
                 assert topic is not None
@@ -395,13 +394,11 @@ class _Run:
             raise Infrastructure(f"Kafka did not accept rows of {self.info.uri}: {failures[0]}; check the brokers "
                                  "and the topic (the import resumes from its last checkpoint)",
                                  reason="KafkaUnreachable")
+        position, counts = self.watermark.position, self.watermark.delivered
         if self.sink.transactional:
-            position = self.watermark.position
-            counts = self.watermark.delivered
             self.sink.commit(self.imp.positions_topic, self.imp.job_id, position,
                              {"sent": counts.sent, "dead_lettered": counts.dead_lettered, "skipped": counts.skipped,
                               "run_id": self.imp.current.run_id})
-        position, counts = self.watermark.position, self.watermark.delivered
         current = self.imp.current.advanced(
             last_line=position.row, byte_offset=position.offset, total_sent=counts.sent,
             rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,
@@ -431,6 +428,11 @@ class _Run:
                                 rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,
                                 offset=final.byte_offset)
         return Outcome(state, final)
+
+
+def _record_start(ends: list[int], index: int) -> int:
+    """Where record `index` begins within its block, from the ends of the records (record_ends)."""
+    return ends[index - 1] if index else 0
 
 
 def _pieces(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from csvkafka_worker.encode import HeaderError, parse_fields, validate_header
 from csvkafka_worker.errors import BadInput
-from csvkafka_worker.records import BlockSplitter, split_records
+from csvkafka_worker.records import BlockSplitter, record_ends, split_records
 from csvkafka_worker.spec import CsvDialect
 
 
@@ -31,16 +31,15 @@ def read_preamble(prefix: bytes, dialect: CsvDialect, key_column: str | None, at
     block = splitter.feed(prefix[start:])
     records: list[bytes] = []
     offsets: list[int] = []
-    consumed = start
     for piece in (block, splitter.finish() if at_eof else None):
         if piece is None:
             continue
-        for record in split_records(piece.data, quote, escape):
-            consumed = _advance(prefix, consumed, record)
+        piece_records = split_records(piece.data, quote, escape)
+        for record, end in zip(piece_records, record_ends(piece.data, piece_records), strict=True):
             if dialect.header and len(records) >= dialect.skip_rows and not record:
                 continue  # blank lines before the header
             records.append(record)
-            offsets.append(consumed)
+            offsets.append(piece.start + end)
             if len(records) == needed:
                 break
         if len(records) == needed:
@@ -65,15 +64,6 @@ def read_preamble(prefix: bytes, dialect: CsvDialect, key_column: str | None, at
         return Preamble(validate_header(names, key_column), data_start)
     except HeaderError as error:
         raise BadInput(str(error), reason="InvalidConfiguration") from error
-
-
-def _advance(data: bytes, at: int, record: bytes) -> int:
-    at += len(record)
-    if data[at:at + 2] == b"\r\n":
-        return at + 2
-    if data[at:at + 1] == b"\n":
-        return at + 1
-    return at
 
 
 def _is_utf8(encoding: str) -> bool:

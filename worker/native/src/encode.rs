@@ -1,0 +1,298 @@
+//! A block's records → Kafka values and keys, exactly as the Python encoder makes them:
+//! `json` is what `orjson.dumps(dict(zip(header, row)))` gives for the csv module's row, `line`
+//! the record's bytes; the key is the key column's field. Records that cannot be encoded are
+//! reported with what is wrong, never dropped.
+
+use crate::csv::{parse_record, Dialect, Fields};
+use crate::scan::BlockData;
+
+/// Why a record cannot be sent. The Python side words the reason.
+#[derive(Clone, Copy, Debug)]
+pub enum Bad {
+    /// Not valid UTF-8 at this byte of the record.
+    Encoding(usize),
+    /// This many fields where the header has that many.
+    Fields(usize, usize),
+    /// The record ends inside a quoted field at the end of the input.
+    Unterminated,
+    /// The encoded value has this many bytes, more than a Kafka message may hold.
+    Oversized(usize),
+}
+
+/// One sendable row: its record, and where its value and key are.
+#[derive(Clone, Copy, Debug)]
+pub struct Item {
+    pub record: u32,
+    /// In `Encoded::values` (json) or in the block's data (line).
+    pub value: (u32, u32),
+    /// In `Encoded::keys`; None without a key column.
+    pub key: Option<(u32, u32)>,
+}
+
+pub struct Encoded {
+    pub json: bool,
+    pub values: Vec<u8>,
+    pub keys: Vec<u8>,
+    pub items: Vec<Item>,
+    pub bad: Vec<(u32, Bad)>,
+}
+
+pub struct Encoder {
+    dialect: Dialect,
+    /// `{"name":"` for the first column, `","name":"` for the others, JSON-escaped.
+    prefixes: Vec<Vec<u8>>,
+    json: bool,
+    key_index: Option<usize>,
+    max_value: usize,
+}
+
+impl Encoder {
+    pub fn new(
+        dialect: Dialect,
+        names: &[String],
+        json: bool,
+        key_index: Option<usize>,
+        max_value: usize,
+    ) -> Self {
+        let prefixes = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut p = Vec::with_capacity(name.len() + 6);
+                p.extend_from_slice(if i == 0 { b"{\"" } else { b"\",\"" });
+                escape_into(&mut p, name.as_bytes());
+                p.extend_from_slice(b"\":\"");
+                p
+            })
+            .collect();
+        Encoder {
+            dialect,
+            prefixes,
+            json,
+            key_index,
+            max_value,
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.prefixes.len()
+    }
+
+    pub fn encode(&self, block: &BlockData) -> Encoded {
+        let n = block.records.len();
+        let mut out = Encoded {
+            json: self.json,
+            values: Vec::with_capacity(if self.json {
+                block.data.len() + block.data.len() / 2
+            } else {
+                0
+            }),
+            keys: Vec::new(),
+            items: Vec::with_capacity(n),
+            bad: Vec::new(),
+        };
+        let parse = self.json || self.key_index.is_some();
+        for i in 0..n {
+            let content = block.content(i);
+            if content.is_empty() {
+                continue; // a blank line: not a row
+            }
+            let last = i + 1 == n;
+            if last && block.unterminated {
+                out.bad.push((i as u32, Bad::Unterminated));
+                continue;
+            }
+            if let Err(error) = std::str::from_utf8(content) {
+                out.bad.push((i as u32, Bad::Encoding(error.valid_up_to())));
+                continue;
+            }
+            let values_start = out.values.len();
+            let key = if parse {
+                match self.fields(block.with_terminator(i), &mut out) {
+                    Ok(key) => key,
+                    Err(bad) => {
+                        out.bad.push((i as u32, bad));
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let value = if self.json {
+                out.values.push(b'}');
+                (
+                    values_start as u32,
+                    (out.values.len() - values_start) as u32,
+                )
+            } else {
+                (block.record_start(i) as u32, content.len() as u32)
+            };
+            if value.1 as usize > self.max_value {
+                if self.json {
+                    out.values.truncate(value.0 as usize);
+                }
+                out.bad.push((i as u32, Bad::Oversized(value.1 as usize)));
+                continue;
+            }
+            out.items.push(Item {
+                record: i as u32,
+                value,
+                key,
+            });
+        }
+        out
+    }
+
+    /// Parses a record: its json value goes to `out.values` (all but the closing brace), its key
+    /// field to `out.keys`. On a wrong field count nothing is left in either.
+    fn fields(&self, record: &[u8], out: &mut Encoded) -> Result<Option<(u32, u32)>, Bad> {
+        let values_start = out.values.len();
+        let keys_start = out.keys.len();
+        let mut sink = JsonFields {
+            values: &mut out.values,
+            keys: &mut out.keys,
+            prefixes: &self.prefixes,
+            json: self.json,
+            key_index: self.key_index,
+            field: 0,
+            started: false,
+        };
+        parse_record(self.dialect, record, &mut sink);
+        let count = sink.field;
+        if count != self.width() {
+            out.values.truncate(values_start);
+            out.keys.truncate(keys_start);
+            return Err(Bad::Fields(count, self.width()));
+        }
+        Ok(self
+            .key_index
+            .map(|_| (keys_start as u32, (out.keys.len() - keys_start) as u32)))
+    }
+}
+
+/// Builds the json object while the record is parsed, escaping as orjson does.
+struct JsonFields<'a> {
+    values: &'a mut Vec<u8>,
+    keys: &'a mut Vec<u8>,
+    prefixes: &'a [Vec<u8>],
+    json: bool,
+    key_index: Option<usize>,
+    field: usize,
+    started: bool,
+}
+
+impl JsonFields<'_> {
+    #[inline(always)]
+    fn start(&mut self) {
+        if !self.started {
+            self.started = true;
+            if self.json {
+                if let Some(prefix) = self.prefixes.get(self.field) {
+                    self.values.extend_from_slice(prefix);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn wanted(&self) -> bool {
+        self.field < self.prefixes.len()
+    }
+}
+
+impl Fields for JsonFields<'_> {
+    #[inline(always)]
+    fn add(&mut self, c: u8) {
+        self.add_run(std::slice::from_ref(&c));
+    }
+
+    #[inline(always)]
+    fn add_run(&mut self, run: &[u8]) {
+        self.start();
+        if !self.wanted() {
+            return;
+        }
+        if self.json {
+            escape_into(self.values, run);
+        }
+        if self.key_index == Some(self.field) {
+            self.keys.extend_from_slice(run);
+        }
+    }
+
+    #[inline(always)]
+    fn save(&mut self) {
+        self.start();
+        if self.json && self.wanted() && self.field + 1 == self.prefixes.len() {
+            self.values.push(b'"');
+        }
+        self.field += 1;
+        self.started = false;
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        table[c] = true;
+        c += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// JSON string escaping as orjson does it: `"` and `\`, the short forms \b \t \n \f \r, other
+/// control characters as \u00xx (lowercase), everything else (DEL and non-ASCII included) as is.
+#[inline(always)]
+pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Eight bytes at a time: most fields need no escaping at all.
+    let mut word_start = 0;
+    while word_start + 8 <= bytes.len() {
+        let word = u64::from_le_bytes(bytes[word_start..word_start + 8].try_into().unwrap());
+        if needs_escape(word) {
+            break;
+        }
+        word_start += 8;
+    }
+    let mut run = 0;
+    for (i, &c) in bytes.iter().enumerate().skip(word_start) {
+        if !NEEDS_ESCAPE[c as usize] {
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 15) as usize],
+            ]),
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+}
+
+/// Whether any of eight bytes is a control character, `"` or `\` (exact as a yes/no).
+#[inline(always)]
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    (control | zero_byte(word ^ (ONES * b'"' as u64)) | zero_byte(word ^ (ONES * b'\\' as u64)))
+        != 0
+}

@@ -44,10 +44,11 @@ class Checkpoint:
     # Identifies one pass over the source from a given start: a reset or a hand-set row makes a new
     # one, so exactly-once positions committed to Kafka by an earlier pass are not resumed from.
     run_id: str | None = None
-    # Sharded imports: this shard's quote count over its nominal byte range (published for the shards
-    # after it), and the record-aligned byte range it imports once planned. range_start is also set
-    # without shards (where the data rows begin), so progress = (byte_offset - range_start) / bytes_total.
-    plan_quotes: int | None = None
+    # Sharded imports: the csv state machine's transfer over this shard's nominal byte range (9 digits,
+    # published for the shards after it), and the record-aligned byte range it imports once planned.
+    # range_start is also set without shards (where the data rows begin), so that
+    # progress = (byte_offset - range_start) / bytes_total.
+    plan_transfer: str | None = None
     range_start: int | None = None
     range_end: int | None = None
     # Lease: the worker that may advance this checkpoint, and until when (epoch seconds).
@@ -63,9 +64,9 @@ class Checkpoint:
 
 
 _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_lettered", "rows_skipped",
-            "bytes_total", "started_at", "plan_quotes", "range_start", "range_end")
+            "bytes_total", "started_at", "range_start", "range_end")
 _FLOATS = ("rows_per_second", "lease_expires")
-_STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id")
+_STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id", "plan_transfer")
 
 
 def to_item(cp: Checkpoint) -> dict[str, dict[str, str]]:
@@ -103,6 +104,24 @@ def _number(value: float) -> str:
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".")
     return str(value)
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When a checkpoint is due: after `every_rows` rows or `every_seconds` seconds, whichever first.
+
+    A row count bounds the duplicates a crash can cause in at-least-once mode; exactly-once has none,
+    so its transactions (each one drains the pipeline) are committed on time alone.
+    """
+
+    every_rows: int
+    every_seconds: float
+    transactional: bool
+
+    def due(self, rows_since: int, seconds_since: float) -> bool:
+        if not self.transactional and rows_since >= self.every_rows:
+            return True
+        return seconds_since >= self.every_seconds
 
 
 def shard_job_id(job_id: str, index: int, count: int) -> str:

@@ -70,15 +70,21 @@ def run_command(args: argparse.Namespace) -> int:
     gc.set_threshold(200_000, 50, 1000)
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
-    importer = Importer(spec, run_options, s3=s3_client(), dynamodb=dynamodb_client(), owner=worker_identity(),
-                        stop=stop)
+    try:
+        importer = Importer(spec, run_options, s3=s3_client(), dynamodb=dynamodb_client(), owner=worker_identity(),
+                            stop=stop)
+    except WorkerError as error:
+        return _fail(error, spec.job_id)
     try:
         outcome = importer.run()
     except StoppedWhileWaiting as stopped:
         log_line(sys.stderr, "stopped", job=importer.job_id, message=str(stopped))
         return run_options.interrupted_exit_code
     except WorkerError as error:
+        importer.close()
         return _fail(error, importer.job_id)
+    finally:
+        importer.close()
     if outcome.state is State.INTERRUPTED:
         return run_options.interrupted_exit_code
     return ExitCode.OK

@@ -1,51 +1,107 @@
-"""Records → Kafka values and keys, a block at a time. Pure: bytes in, bytes out.
+"""Records → Kafka values and keys, a block at a time: the Python reference of the native encoder.
 
 `json`: one object per data row, keys = header names in column order, values = the fields exactly
-as in the file. `line`: the record's original bytes. A record that cannot be encoded (wrong column
-count, undecodable bytes) is returned as a `BadRecord` with its reason, never dropped.
+as the csv module reads them. `line`: the record's bytes. The key is the key column's field, in the
+file's encoding. A record that cannot be encoded (undecodable bytes, wrong field count, larger than
+a Kafka message, a quote left open at the end of the object) is returned as a `BadRecord`, never
+dropped. Pure: bytes in, bytes out.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Protocol
 
 import orjson
 
-from csvkafka_worker.spec import CsvDialect, ValueFormat
+from csvkafka_worker.records import Dialect
+
+# Fields are bounded by the record size limit, not by the csv module's default of 128 KiB.
+csv.field_size_limit(2**31 - 1)
 
 
 class HeaderError(ValueError):
     """The header (or the configured column names) cannot be used; the message says how to fix it."""
 
 
+class RecordBlock(Protocol):
+    """A record-aligned block with its records' offsets (records.Block, or the native core's)."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def unterminated(self) -> bool: ...
+    def record(self, i: int) -> bytes: ...
+    def record_start(self, i: int) -> int: ...
+    def record_end(self, i: int) -> int: ...
+    def content_end(self, i: int) -> int: ...
+    def ordinal(self, i: int) -> int: ...
+
+
+class BadKind(IntEnum):
+    """Why a record cannot be sent; the numbers are the native core's."""
+
+    ENCODING = 1  # a: the byte of the record where decoding fails
+    FIELDS = 2  # a: fields found, b: fields in the header
+    UNTERMINATED = 3  # the object ends inside this record's quoted field
+    OVERSIZED = 4  # a: bytes of the encoded value
+
+
 @dataclass(frozen=True)
 class BadRecord:
-    index: int  # position of the record within the block's records
-    reason: str
+    index: int  # the record's position in its block
+    kind: BadKind
+    a: int = 0
+    b: int = 0
+
+
+def describe(bad: BadRecord, record: bytes, encoding: str, max_message_bytes: int) -> str:
+    """The bad record's reason, in words (logs and the dead-letter topic's csvkafka.reason header)."""
+    if bad.kind is BadKind.ENCODING:
+        return f"bytes not valid {encoding} at column byte {bad.a}: {record[bad.a:bad.a + 8]!r}"
+    if bad.kind is BadKind.FIELDS:
+        return f"{bad.a} fields where the header has {bad.b}"
+    if bad.kind is BadKind.UNTERMINATED:
+        return "quoted field not closed at the end of the object"
+    return (f"encoded row of {bad.a} bytes is larger than a Kafka message may be "
+            f"(message.max.bytes={max_message_bytes})")
 
 
 @dataclass
 class Encoded:
-    """The block's sendable rows in order: record index, value, key (None without a key column)."""
+    """The block's sendable rows in order (record index, value, key) and its bad records."""
 
     indices: list[int] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
-    keys: list[bytes | None] | None = None
+    keys: list[bytes] | None = None
     bad: list[BadRecord] = field(default_factory=list)
 
+    @property
+    def sendable(self) -> int:
+        return len(self.indices)
 
-def _reader_kwargs(dialect: CsvDialect) -> dict[str, object]:
-    return {"delimiter": dialect.delimiter, "quotechar": dialect.quote, "escapechar": dialect.escape,
-            "doublequote": dialect.escape is None, "strict": False}
+    def sendable_before(self, stop: int) -> int:
+        """Sendable rows of records before `stop`."""
+        return bisect.bisect_left(self.indices, stop)
 
 
-def parse_fields(record: bytes, dialect: CsvDialect) -> list[str]:
-    """Fields of one record (header lines, single rows); raises UnicodeDecodeError on bad bytes."""
-    text = record.decode(dialect.encoding)
-    rows = list(csv.reader(io.StringIO(text, newline=""), **_reader_kwargs(dialect)))  # type: ignore[arg-type]
+def parse_fields(record: bytes, dialect: Dialect, encoding: str) -> list[str]:
+    """Fields of one record (a header, a single row); raises UnicodeDecodeError on bad bytes."""
+    text = record.decode(encoding)
+    rows = list(csv.reader(io.StringIO(text, newline=""), **dialect.reader_kwargs()))  # type: ignore[arg-type]
     return rows[0] if rows else []
 
 
@@ -64,74 +120,90 @@ def validate_header(names: Sequence[str], key_column: str | None) -> tuple[str, 
 
 
 class RowEncoder:
-    def __init__(self, header: tuple[str, ...], dialect: CsvDialect, value_format: ValueFormat,
-                 key_column: str | None) -> None:
+    def __init__(self, header: tuple[str, ...], dialect: Dialect, encoding: str, *, json: bool,
+                 key_column: str | None, max_value: int) -> None:
         self.header = header
         self.dialect = dialect
-        self.value_format = value_format
+        self.encoding = encoding
+        self.json = json
         self.key_index = header.index(key_column) if key_column is not None else None
-        self._parse = value_format is ValueFormat.JSON or self.key_index is not None
-        self._reader_kwargs = _reader_kwargs(dialect)
+        self.max_value = max_value
+        self._parse = json or self.key_index is not None
 
-    def encode(self, records: list[bytes]) -> Encoded:
-        """Encodes the non-blank records of a block; blank records are skipped, not counted."""
-        encoding = self.dialect.encoding
+    def encode(self, block: RecordBlock) -> Encoded:
+        """Encodes the block's rows; blank records are not rows, and are neither sent nor bad."""
+        count = block.count - (1 if block.unterminated else 0)
+        rows = [i for i in range(count) if block.content_end(i) > block.record_start(i)]
+        data = block.data
+        end = block.record_start(count) if block.unterminated else len(data)
+        out = self._encode(block, data[:end] if end < len(data) else data, rows)
+        if block.unterminated and block.content_end(count) > block.record_start(count):
+            out.bad.append(BadRecord(count, BadKind.UNTERMINATED))
+        if out.values and max(map(len, out.values)) > self.max_value:
+            self._drop_oversized(out)
+        out.bad.sort(key=lambda b: b.index)
+        return out
+
+    def _encode(self, block: RecordBlock, data: bytes, rows: list[int]) -> Encoded:
         try:
-            text = b"\n".join(records).decode(encoding)
+            text = data.decode(self.encoding)
         except UnicodeDecodeError:
-            return self._encode_one_by_one(records)
+            return self._encode_one_by_one(block, data, rows)
         if not self._parse:
-            indices = [i for i, r in enumerate(records) if r]
-            return Encoded(indices=indices, values=[records[i] for i in indices] if len(indices) < len(records)
-                           else list(records))
-        rows = [row for row in csv.reader(io.StringIO(text, newline=""), **self._reader_kwargs) if row]  # type: ignore[arg-type]
-        indices = [i for i, r in enumerate(records) if r]
-        if len(rows) != len(indices):
-            # The csv module split records differently from the quote-parity splitter (a stray quote
-            # inside an unquoted field): parse record by record so each row keeps its own bytes.
-            return self._encode_one_by_one(records)
-        return self._build(records, indices, rows)
+            return Encoded(indices=rows, values=[block.record(i) for i in rows])
+        fields = [row for row in csv.reader(io.StringIO(text, newline=""), **self.dialect.reader_kwargs()) if row]  # type: ignore[arg-type]
+        if len(fields) != len(rows):
+            raise AssertionError(f"the csv module read {len(fields)} rows where the splitter found {len(rows)}")
+        return self._build(block, rows, fields)
 
-    def _encode_one_by_one(self, records: list[bytes]) -> Encoded:
-        indices: list[int] = []
-        rows: list[list[str]] = []
+    def _encode_one_by_one(self, block: RecordBlock, data: bytes, rows: list[int]) -> Encoded:
+        good: list[int] = []
+        fields: list[list[str]] = []
         bad: list[BadRecord] = []
-        for i, record in enumerate(records):
-            if not record:
-                continue
+        for i in rows:
+            record = block.record(i)
             try:
-                fields = parse_fields(record, self.dialect)
+                record.decode(self.encoding)
             except UnicodeDecodeError as undecodable:
-                bad.append(BadRecord(i, f"bytes not valid {self.dialect.encoding} at column byte "
-                                        f"{undecodable.start}: {record[undecodable.start:undecodable.start + 8]!r}"))
+                bad.append(BadRecord(i, BadKind.ENCODING, undecodable.start))
                 continue
-            indices.append(i)
-            rows.append(fields)
-        encoded = self._build(records, indices, rows) if self._parse else Encoded(
-            indices=indices, values=[records[i] for i in indices])
-        encoded.bad = sorted([*bad, *encoded.bad], key=lambda b: b.index)
-        return encoded
+            good.append(i)
+            if self._parse:
+                with_terminator = data[block.record_start(i):block.record_end(i)]
+                fields.append(parse_fields(with_terminator, self.dialect, self.encoding))
+        out = self._build(block, good, fields) if self._parse else Encoded(
+            indices=good, values=[block.record(i) for i in good])
+        out.bad += bad
+        return out
 
-    def _build(self, records: list[bytes], indices: list[int], rows: list[list[str]]) -> Encoded:
+    def _build(self, block: RecordBlock, rows: list[int], fields: list[list[str]]) -> Encoded:
         width = len(self.header)
-        header = self.header
         out = Encoded()
-        keep = [j for j, row in enumerate(rows) if len(row) == width]
-        if len(keep) < len(rows):
-            out.bad = [BadRecord(indices[j], f"{len(row)} fields where the header has {width}")
-                       for j, row in enumerate(rows) if len(row) != width]
-            indices = [indices[j] for j in keep]
+        keep = [j for j, row in enumerate(fields) if len(row) == width]
+        if len(keep) < len(fields):
+            out.bad = [BadRecord(rows[j], BadKind.FIELDS, len(row), width)
+                       for j, row in enumerate(fields) if len(row) != width]
             rows = [rows[j] for j in keep]
-        out.indices = indices
-        if self.value_format is ValueFormat.JSON:
-            dumps, join, empty = orjson.dumps, b"".join, b""
+            fields = [fields[j] for j in keep]
+        out.indices = rows
+        if self.json:
+            dumps, join, empty, header = orjson.dumps, b"".join, b"", self.header
             # orjson hands back each value in a buffer of at least 4 KiB; joining copies it to its own
             # size, which keeps a block's values at their real size instead of ~4 KiB a row.
-            out.values = [join((dumps(dict(zip(header, row, strict=True))), empty)) for row in rows]
+            out.values = [join((dumps(dict(zip(header, row, strict=True))), empty)) for row in fields]
         else:
-            out.values = [records[i] for i in indices]
+            out.values = [block.record(i) for i in rows]
         if self.key_index is not None:
-            k = self.key_index
-            encoding = self.dialect.encoding
-            out.keys = [row[k].encode(encoding) for row in rows]
+            k, encoding = self.key_index, self.encoding
+            out.keys = [row[k].encode(encoding) for row in fields]
         return out
+
+    def _drop_oversized(self, out: Encoded) -> None:
+        keep = [j for j, value in enumerate(out.values) if len(value) <= self.max_value]
+        out.bad += [BadRecord(out.indices[j], BadKind.OVERSIZED, len(value))
+                    for j, value in enumerate(out.values) if len(value) > self.max_value]
+        out.indices = [out.indices[j] for j in keep]
+        out.values = [out.values[j] for j in keep]
+        if out.keys is not None:
+            out.keys = [out.keys[j] for j in keep]
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,6 +27,14 @@ from csvkafka_worker.spec import (
 )
 
 
+class EngineChoice(StrEnum):
+    """Which engine runs the per-row work: the native core where it can, or one forced."""
+
+    AUTO = "auto"
+    NATIVE = "native"
+    PYTHON = "python"
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -33,7 +42,7 @@ class Flag:
     help: str
     env: str | None = None
     choices: tuple[str, ...] | None = None
-    kind: str = "str"  # str | int | float | bool | list
+    kind: str = "str"  # str | int | float | bool (a switch) | onoff (true/false) | list
 
     @property
     def env_name(self) -> str:
@@ -52,6 +61,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("delimiter", "source.csv.delimiter", "field delimiter (default ,)"),
     Flag("quote", "source.csv.quote", 'quote character (default ")'),
     Flag("escape", "source.csv.escape", "escape character (default: none, quotes are doubled as in RFC 4180)"),
+    Flag("doublequote", "source.csv.doublequote",
+         'whether "" inside quotes is one quote (default: true without --escape, false with it)', kind="onoff"),
+    Flag("max-record-bytes", "source.csv.maxRecordBytes",
+         "longest record (all its lines) accepted; a quote left open fails there (default 64 MiB)", kind="int"),
     Flag("no-header", "source.csv.header", "the first row is data, not column names", kind="bool"),
     Flag("columns", "source.csv.columns", "column names, comma-separated (replaces or supplies the header)",
          kind="list"),
@@ -87,6 +100,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("shutdown-timeout", "run.shutdown_timeout", "seconds from SIGTERM to exit", kind="float"),
     Flag("progress", "run.progress", "progress display", choices=("auto", "bar", "log", "none")),
     Flag("range-bytes", "run.range_bytes", "bytes per ranged S3 GET (default 8 MiB)", kind="int"),
+    Flag("engine", "run.engine", "per-row engine: the native core where it can run (auto), or forced",
+         choices=tuple(EngineChoice)),
     Flag("interrupted-exit-code", "run.interrupted_exit_code",
          "exit code after a SIGTERM stop with a clean checkpoint (default 0; Jobs use 143)", kind="int"),
 )
@@ -101,6 +116,7 @@ class RunOptions:
     progress: str = "auto"
     interrupted_exit_code: int = 0
     range_bytes: int = 8 * 1024 * 1024
+    engine: EngineChoice = EngineChoice.AUTO
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +125,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"{flag.help} [env {flag.env_name}]"
         if flag.kind == "bool":
             parser.add_argument(opt, action="store_true", default=None, help=help_text)
+        elif flag.kind == "onoff":
+            parser.add_argument(opt, choices=("true", "false"), help=help_text)
         elif flag.name == "producer-property":
             parser.add_argument(opt, action="append", metavar="KEY=VALUE", help=help_text)
         else:
@@ -120,6 +138,11 @@ def _convert(flag: Flag, raw: Any) -> Any:
         on = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
         # The negative flags (--no-header, --no-record-headers) turn a default-true field off.
         return not on if flag.name.startswith("no-") else on
+    if flag.kind == "onoff":
+        text = str(raw).lower()
+        if text not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(text)
+        return text in ("1", "true", "yes")
     if flag.kind == "int":
         return int(raw)
     if flag.kind == "float":
@@ -191,6 +214,7 @@ def _run_options(raw: dict[str, Any], env: Mapping[str, str]) -> RunOptions:
         progress=raw.get("progress", "auto"),
         interrupted_exit_code=raw.get("interrupted_exit_code", 0),
         range_bytes=raw.get("range_bytes", RunOptions.range_bytes),
+        engine=EngineChoice(raw.get("engine", EngineChoice.AUTO)),
     )
 
 
@@ -222,6 +246,8 @@ def to_cli_args(spec: ImportSpec) -> list[str]:
         if flag.kind == "bool":
             if bool(value) != flag.name.startswith("no-"):
                 args.append(f"--{flag.name}")
+        elif flag.kind == "onoff":
+            args += [f"--{flag.name}", "true" if value else "false"]
         elif flag.name == "producer-property":
             args += [a for k, v in sorted(value.items()) for a in ("--producer-property", f"{k}={v}")]
         elif flag.kind == "list":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -18,9 +18,31 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from csvkafka_worker.errors import Infrastructure
 from csvkafka_worker.kafka_config import client_base
 from csvkafka_worker.spec import SinkSpec
-from csvkafka_worker.watermark import Position
+from csvkafka_worker.watermark import Counts, Position
 
 DEFAULT_TOPIC = "csvkafka-positions"
+
+
+@dataclass(frozen=True)
+class PositionRecord:
+    """Where a job's committed records end, and what they count for: the value of its key in the
+    positions topic (a JSON object), written in the same transaction as those records."""
+
+    position: Position
+    counts: Counts
+    run_id: str | None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"row": self.position.row, "offset": self.position.offset, "sent": self.counts.sent,
+                             "dead_lettered": self.counts.dead_lettered, "skipped": self.counts.skipped,
+                             "run_id": self.run_id})
+
+    @classmethod
+    def decode(cls, value: bytes) -> PositionRecord:
+        raw = orjson.loads(value)
+        return cls(Position(raw["row"], raw["offset"]),
+                   Counts(sent=raw.get("sent", 0), dead_lettered=raw.get("dead_lettered", 0),
+                          skipped=raw.get("skipped", 0)), raw.get("run_id"))
 
 
 def ensure_topic(sink: SinkSpec, topic: str, client_id: str) -> None:
@@ -39,7 +61,7 @@ def ensure_topic(sink: SinkSpec, topic: str, client_id: str) -> None:
 
 
 def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: str,
-                            timeout: float = 30) -> tuple[Position, dict[str, Any]] | None:
+                            timeout: float = 30) -> PositionRecord | None:
     consumer = Consumer({**client_base(sink, client_id), "group.id": f"csvkafka-reader-{uuid.uuid4().hex}",
                          "isolation.level": "read_committed", "enable.auto.commit": False,
                          "enable.partition.eof": True, "fetch.wait.max.ms": 10})
@@ -47,7 +69,7 @@ def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: 
         partition = TopicPartition(topic, 0, OFFSET_BEGINNING)
         _, high = consumer.get_watermark_offsets(partition, timeout=timeout)
         consumer.assign([partition])
-        found: dict[str, Any] | None = None
+        found: PositionRecord | None = None
         key = job_id.encode()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -61,7 +83,7 @@ def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: 
                 raise Infrastructure(f"reading positions topic {topic}: {error.str()}", reason="KafkaUnreachable")
             value = message.value()
             if message.key() == key and value is not None:
-                found = orjson.loads(value)
+                found = PositionRecord.decode(value)
             if (message.offset() or 0) >= high - 1:
                 break
         else:
@@ -69,6 +91,4 @@ def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: 
                                  reason="KafkaUnreachable")
     finally:
         consumer.close()
-    if found is None:
-        return None
-    return Position(found.pop("row"), found.pop("offset")), found
+    return found

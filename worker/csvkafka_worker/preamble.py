@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from csvkafka_worker.encode import HeaderError, parse_fields, validate_header
 from csvkafka_worker.errors import BadInput
-from csvkafka_worker.records import BlockSplitter, record_ends, split_records
+from csvkafka_worker.records import Dialect, RecordTooLarge, Scanner
 from csvkafka_worker.spec import CsvDialect
 
 
@@ -25,36 +25,36 @@ def read_preamble(prefix: bytes, dialect: CsvDialect, key_column: str | None, at
     """The header and where data begins, or None when `prefix` is too short to tell yet."""
     start = len(codecs.BOM_UTF8) if prefix.startswith(codecs.BOM_UTF8) and _is_utf8(dialect.encoding) else 0
     needed = dialect.skip_rows + (1 if dialect.header else 0)
-    quote = dialect.quote.encode()
-    escape = dialect.escape.encode() if dialect.escape else None
-    splitter = BlockSplitter(start=start, quote=quote, escape=escape, max_record_bytes=max(len(prefix), 1) * 2)
-    block = splitter.feed(prefix[start:])
+    machine = Dialect.of(dialect)
+    scanner = Scanner(machine, start=start, max_record=dialect.max_record_bytes)
     records: list[bytes] = []
-    offsets: list[int] = []
-    for piece in (block, splitter.finish() if at_eof else None):
-        if piece is None:
+    ends: list[int] = []
+    try:
+        blocks = [scanner.feed(prefix[start:]), scanner.finish() if at_eof else None]
+    except RecordTooLarge as error:
+        raise BadInput(f"the header does not end within {error.limit} bytes; check its quoting, or "
+                       "source.csv.maxRecordBytes", reason="BadInput") from error
+    for block in blocks:
+        if block is None:
             continue
-        piece_records = split_records(piece.data, quote, escape)
-        for record, end in zip(piece_records, record_ends(piece.data, piece_records), strict=True):
-            if dialect.header and len(records) >= dialect.skip_rows and not record:
-                continue  # blank lines before the header
-            records.append(record)
-            offsets.append(piece.start + end)
+        for i in range(block.count):
             if len(records) == needed:
                 break
-        if len(records) == needed:
-            break
+            if dialect.header and len(records) >= dialect.skip_rows and block.content_end(i) == block.record_start(i):
+                continue  # blank lines before the header
+            records.append(block.data[block.record_start(i):block.record_end(i)])
+            ends.append(block.start + block.record_end(i))
     if len(records) < needed:
         if at_eof:
             raise BadInput(f"the object ends before its header (skipRows={dialect.skip_rows}); check "
                            "source.csv.header and skipRows", reason="BadInput")
         return None
-    data_start = offsets[needed - 1] if needed else start
+    data_start = ends[needed - 1] if needed else start
     if dialect.columns:
         names: tuple[str, ...] | list[str] = dialect.columns
     elif dialect.header:
         try:
-            names = parse_fields(records[-1], dialect)
+            names = parse_fields(records[-1], machine, dialect.encoding)
         except UnicodeDecodeError as error:
             raise BadInput(f"the header is not valid {dialect.encoding} ({error}); set source.csv.encoding",
                            reason="BadInput") from error

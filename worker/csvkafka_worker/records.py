@@ -1,194 +1,365 @@
-"""Splitting a CSV byte stream into records: RFC 4180, quote-aware, on bytes.
+"""Splitting a CSV byte stream into records: the csv module's own state machine, on bytes.
 
-The stream is cut into record-aligned blocks: a block always starts at a record boundary, so the
-parity of quote characters counted from its start tells whether a newline ends a record (even) or
-sits inside a quoted field (odd). A doubled quote ("") counts twice and keeps the parity, which is
-exactly RFC 4180's escape. All scanning is done by `bytes.count`/`rfind`/`split` in C; Python
-touches each record only where quotes make it necessary.
+This is the Python reference of the native core's splitter (worker/native/src/csv.rs); both follow
+the reader of CPython's `Modules/_csv.c` with the line structure `io.StringIO(text, newline="")`
+gives it, so they agree with `csv.reader` on every input:
 
-A dialect with an escape character (\\" inside quotes) breaks the parity rule; it takes the exact,
-slower scanner `_escape_aware_cut`.
+- a quote opens a quoted field only at a field's start (after a delimiter or at a record's start);
+  anywhere else it is data (`5" screen`);
+- lines end after `\\n`, after `\\r\\n` and after a `\\r` not followed by `\\n`; after each line the
+  machine sees an end-of-line event, and a record is complete when that leaves it in START_RECORD;
+- an escape character makes the next byte data; a doubled quote inside quotes is one quote.
+
+On bytes this equals the csv module on text for every encoding in which the delimiter, quote,
+escape, CR and LF are single ASCII bytes that never occur inside another character (UTF-8,
+Latin-1, ...), which the import spec requires. Every byte is looked at once, so splitting is
+linear in the input: the bytes between two bytes that can change the state are skipped with one
+regular-expression search (in C).
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import NamedTuple
+
+from csvkafka_worker.spec import CsvDialect
 
 LF = 0x0A
 CR = 0x0D
 
 
+class State(IntEnum):
+    """The reader's states, named (and numbered) as in _csv.c and the native core."""
+
+    START_RECORD = 0
+    START_FIELD = 1
+    ESCAPED_CHAR = 2
+    IN_FIELD = 3
+    IN_QUOTED_FIELD = 4
+    ESCAPE_IN_QUOTED_FIELD = 5
+    QUOTE_IN_QUOTED_FIELD = 6
+    EAT_CRNL = 7
+    AFTER_ESCAPED_CRNL = 8
+
+
+UNQUOTED = (State.START_RECORD, State.START_FIELD, State.IN_FIELD, State.AFTER_ESCAPED_CRNL)
+
+
+class Dialect(NamedTuple):
+    """The bytes that structure a CSV stream (the csv module's delimiter, quotechar, escapechar,
+    doublequote; quoting is QUOTE_MINIMAL, skipinitialspace off, strict off)."""
+
+    delimiter: int = ord(",")
+    quote: int = ord('"')
+    escape: int | None = None
+    doublequote: bool = True
+
+    @classmethod
+    def of(cls, csv: CsvDialect) -> Dialect:
+        return cls(ord(csv.delimiter), ord(csv.quote), None if csv.escape is None else ord(csv.escape),
+                   csv.doubled_quotes)
+
+    def reader_kwargs(self) -> dict[str, object]:
+        """The same dialect for `csv.reader`."""
+        return {"delimiter": chr(self.delimiter), "quotechar": chr(self.quote),
+                "escapechar": None if self.escape is None else chr(self.escape),
+                "doublequote": self.doublequote, "strict": False}
+
+
 class RecordTooLarge(ValueError):
     """No record boundary within the size limit: an unterminated quote, or a giant row."""
 
-    def __init__(self, offset: int, limit: int) -> None:
-        super().__init__(
-            f"no end of record within {limit} bytes from byte offset {offset}: an unterminated quote or a "
-            "row larger than any Kafka record; check the quoting near that offset"
-        )
+    def __init__(self, offset: int, limit: int, rows_before: int) -> None:
+        super().__init__(f"no end of record within {limit} bytes from byte offset {offset}")
         self.offset = offset
+        self.limit = limit
+        self.rows_before = rows_before  # rows the scanner completed before this record
 
 
-@dataclass(frozen=True)
+class Machine:
+    """One reader: its state, and the transitions of _csv.c's parse_process_char (on bytes)."""
+
+    def __init__(self, dialect: Dialect, state: State = State.START_RECORD) -> None:
+        self.d = dialect
+        self.state = state
+        specials = [dialect.quote, CR, LF] + ([dialect.escape] if dialect.escape is not None else [])
+        # Bytes after which the state may differ: in a quoted field, and in an unquoted one.
+        self._quoted = re.compile(b"[" + re.escape(bytes(specials[:1] + specials[3:])) + b"]")
+        self._unquoted = re.compile(b"[" + re.escape(bytes(specials)) + b"]")
+
+    def byte(self, c: int) -> None:
+        """One byte of a line (its terminator included)."""
+        d, s = self.d, self.state
+        newline = c in (LF, CR)
+        if s in (State.START_RECORD, State.START_FIELD):
+            if newline:
+                self.state = State.EAT_CRNL
+            elif c == d.quote:
+                self.state = State.IN_QUOTED_FIELD
+            elif c == d.escape:
+                self.state = State.ESCAPED_CHAR
+            elif c == d.delimiter:
+                self.state = State.START_FIELD
+            else:
+                self.state = State.IN_FIELD
+        elif s is State.ESCAPED_CHAR:
+            self.state = State.AFTER_ESCAPED_CRNL if newline else State.IN_FIELD
+        elif s in (State.IN_FIELD, State.AFTER_ESCAPED_CRNL):
+            # After an escaped line break the reader stays in AFTER_ESCAPED_CRNL (so that the end of
+            # that line does not end the record) until a delimiter, an escape or a line break.
+            if newline:
+                self.state = State.EAT_CRNL
+            elif c == d.escape:
+                self.state = State.ESCAPED_CHAR
+            elif c == d.delimiter:
+                self.state = State.START_FIELD
+        elif s is State.IN_QUOTED_FIELD:
+            if c == d.escape:
+                self.state = State.ESCAPE_IN_QUOTED_FIELD
+            elif c == d.quote:
+                self.state = State.QUOTE_IN_QUOTED_FIELD if d.doublequote else State.IN_FIELD
+        elif s is State.ESCAPE_IN_QUOTED_FIELD:
+            self.state = State.IN_QUOTED_FIELD
+        elif s is State.QUOTE_IN_QUOTED_FIELD:
+            if c == d.quote:
+                self.state = State.IN_QUOTED_FIELD
+            elif c == d.delimiter:
+                self.state = State.START_FIELD
+            elif newline:
+                self.state = State.EAT_CRNL
+            else:
+                self.state = State.IN_FIELD  # strict=False: data, and the field goes on unquoted
+
+    def eol(self) -> None:
+        """The end of a line."""
+        s = self.state
+        if s in (State.START_FIELD, State.IN_FIELD, State.QUOTE_IN_QUOTED_FIELD, State.EAT_CRNL):
+            self.state = State.START_RECORD
+        elif s is State.ESCAPED_CHAR:
+            self.state = State.IN_FIELD
+        elif s is State.ESCAPE_IN_QUOTED_FIELD:
+            self.state = State.IN_QUOTED_FIELD
+
+    def step(self, data: bytes | bytearray, i: int) -> int:
+        """Feeds `data[i]` (with the `\\n` of a `\\r\\n`, and the end of its line after a line
+        break); returns the index after what it consumed. A `\\r` ending `data` ends its line."""
+        c = data[i]
+        self.byte(c)
+        i += 1
+        if c == CR:
+            if i < len(data) and data[i] == LF:
+                self.byte(LF)
+                i += 1
+            self.eol()
+        elif c == LF:
+            self.eol()
+        return i
+
+    def next_boundary(self, data: bytes | bytearray, at: int, eof: bool) -> tuple[int, int, int]:
+        """Runs the machine from `data[at]` until a record completes or the data runs out.
+
+        Returns (content_end, end, at): where the record's last line terminator starts and where the
+        next record starts, or (-1, -1, at) when more data is needed, `at` being the first byte not
+        consumed (a `\\r` at the very end waits to see whether a `\\n` follows, unless `eof`).
+        """
+        d, n = self.d, len(data)
+        i = at
+        while i < n:
+            s = self.state
+            if s is State.IN_QUOTED_FIELD:
+                # Quoted: line breaks are data, and the end of a line does nothing.
+                found = self._quoted.search(data, i)
+                if found is None:
+                    return -1, -1, n
+                i = found.start()
+            elif s in UNQUOTED:
+                # Ordinary bytes and delimiters: the state after them follows from the last one.
+                found = self._unquoted.search(data, i)
+                stop = n if found is None else found.start()
+                if stop > i:
+                    self.state = _after_unquoted_run(s, data, i, stop, d.delimiter)
+                i = stop
+                if i == n:
+                    break
+            if data[i] == CR and i + 1 == n and not eof:
+                break  # is it \r\n? the next chunk tells
+            i = self.step(data, i)
+            if self.state is State.START_RECORD:
+                return _terminator_start(data, i), i, i
+        return -1, -1, i
+
+    def end_of_input(self, line_pending: bool) -> bool:
+        """At the end of the input: ends the last line if it has no terminator. Returns whether the
+        record is complete; if not, the csv module (strict=False) still reads it as a row."""
+        if line_pending:
+            self.eol()
+        return self.state is State.START_RECORD
+
+    @property
+    def in_quotes(self) -> bool:
+        return self.state in (State.IN_QUOTED_FIELD, State.ESCAPE_IN_QUOTED_FIELD)
+
+
+def _after_unquoted_run(before: State, data: bytes | bytearray, start: int, stop: int, delimiter: int) -> State:
+    """The state after `data[start:stop]` (ordinary bytes and delimiters, nothing else) read in an
+    unquoted state `before`."""
+    if data[stop - 1] == delimiter:
+        return State.START_FIELD
+    if before is State.AFTER_ESCAPED_CRNL and data.find(delimiter, start, stop) < 0:
+        return before
+    return State.IN_FIELD
+
+
+def _terminator_start(data: bytes | bytearray, end: int) -> int:
+    return end - 2 if end >= 2 and data[end - 2] == CR and data[end - 1] == LF else end - 1
+
+
+@dataclass
 class Block:
-    """Record-aligned bytes of the stream, starting at stream offset `start`."""
+    """Record-aligned bytes of the stream, starting at stream offset `start`, with every record's
+    offsets: record i is `data[record_start(i):content_end(i)]`, then its line terminator up to
+    `record_end(i)`, where record i + 1 starts."""
 
     data: bytes
     start: int
+    ends: list[int] = field(default_factory=list)
+    content_ends: list[int] = field(default_factory=list)
+    blanks: list[int] = field(default_factory=list)  # indices of blank records (no content: not rows)
+    # The last record ends inside a quoted field (only at the end of the input).
+    unterminated: bool = False
 
     @property
-    def end(self) -> int:
-        return self.start + len(self.data)
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def count(self) -> int:
+        return len(self.ends)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ends) - len(self.blanks)
+
+    def record_start(self, i: int) -> int:
+        return self.ends[i - 1] if i else 0
+
+    def record_end(self, i: int) -> int:
+        return self.ends[i]
+
+    def content_end(self, i: int) -> int:
+        return self.content_ends[i]
+
+    def record(self, i: int) -> bytes:
+        return self.data[self.record_start(i):self.content_ends[i]]
+
+    def ordinal(self, i: int) -> int:
+        """1-based position of record `i` among the block's rows."""
+        if not self.blanks:
+            return i + 1
+        return i + 1 - sum(1 for b in self.blanks if b <= i)
 
 
-class BlockSplitter:
+class Scanner:
     """Turns arbitrary chunks into record-aligned blocks. Pure: bytes in, blocks out."""
 
-    def __init__(self, *, start: int, quote: bytes = b'"', escape: bytes | None = None,
-                 max_record_bytes: int = 64 * 1024 * 1024) -> None:
-        self._pending = b""
-        self._offset = start
-        self._quote = quote
-        self._escape = escape
-        self._max_record = max_record_bytes
+    def __init__(self, dialect: Dialect, *, start: int, max_record: int = 64 * 1024 * 1024,
+                 state: State = State.START_RECORD) -> None:
+        # `state` other than START_RECORD: the stream starts inside a record (shard boundary search).
+        self._machine = Machine(dialect, state)
+        self._buf = bytearray()  # appended to in place: a long record costs linear time
+        self._base = start  # stream offset of _buf[0]
+        self._at = 0  # next byte of _buf to scan
+        self._record_start = 0
+        self._ends: list[int] = []
+        self._content_ends: list[int] = []
+        self._blanks: list[int] = []
+        self._rows = 0  # rows completed since the start, for errors
+        self._max_record = max_record
 
     @property
     def offset(self) -> int:
         """Stream offset of the first byte not yet returned in a block."""
-        return self._offset
+        return self._base
 
     def feed(self, chunk: bytes) -> Block | None:
-        """Adds a chunk; returns the longest record-aligned block now complete, if any."""
-        buffer = self._pending + chunk if self._pending else chunk
-        cut = self._last_boundary(buffer)
-        if cut < 0:
-            if len(buffer) > self._max_record:
-                raise RecordTooLarge(self._offset, self._max_record)
-            self._pending = buffer
-            return None
-        block = Block(buffer[: cut + 1], self._offset)
-        self._pending = buffer[cut + 1:]
-        self._offset = block.end
-        return block
+        """Adds a chunk; returns the complete records so far as a block, if there are any."""
+        self._buf += chunk
+        self._scan(eof=False)
+        return self._cut(unterminated=False)
 
     def finish(self) -> Block | None:
-        """The bytes after the last newline: a final record without a line break, if any."""
-        if not self._pending:
+        """The end of the input: the rest is the last record, whether or not it has a terminator."""
+        self._scan(eof=True)
+        n = len(self._buf)
+        unterminated = False
+        if self._record_start < n:
+            pending = self._buf[n - 1] not in (LF, CR)
+            if not self._machine.end_of_input(pending):
+                unterminated = self._machine.in_quotes
+            self._push(n, n)
+        return self._cut(unterminated)
+
+    def _scan(self, eof: bool) -> None:
+        while True:
+            # Never read further than the size limit past the start of a record (one byte more: a
+            # \r there needs to see what follows it).
+            limit = min(len(self._buf), self._record_start + self._max_record + 2)
+            view = self._buf if limit == len(self._buf) else self._buf[:limit]
+            content_end, end, self._at = self._machine.next_boundary(view, self._at, eof and limit == len(self._buf))
+            if end < 0:
+                too_long = limit < len(self._buf) or (eof and len(self._buf) - self._record_start > self._max_record)
+                if too_long:
+                    raise RecordTooLarge(self._base + self._record_start, self._max_record, self._rows)
+                return
+            self._push(content_end, end)
+
+    def _push(self, content_end: int, end: int) -> None:
+        if content_end == self._record_start:
+            self._blanks.append(len(self._ends))
+        else:
+            self._rows += 1
+        self._ends.append(end)
+        self._content_ends.append(content_end)
+        self._record_start = end
+
+    def _cut(self, unterminated: bool) -> Block | None:
+        if not self._ends:
             return None
-        block = Block(self._pending, self._offset)
-        self._offset = block.end
-        self._pending = b""
+        size = self._record_start
+        block = Block(bytes(self._buf[:size]), self._base, self._ends, self._content_ends, self._blanks, unterminated)
+        del self._buf[:size]
+        self._base += size
+        self._at -= size
+        self._record_start = 0
+        self._ends, self._content_ends, self._blanks = [], [], []
         return block
 
-    def _last_boundary(self, buffer: bytes) -> int:
-        if self._escape is not None:
-            return _escape_aware_cut(buffer, self._quote, self._escape)
-        quote = self._quote
-        if buffer.find(quote) < 0:
-            return buffer.rfind(b"\n")
-        pos = buffer.rfind(b"\n")
-        while pos >= 0 and buffer.count(quote, 0, pos) & 1:
-            pos = buffer.rfind(b"\n", 0, pos)
-        return pos
 
-
-def _escape_aware_cut(buffer: bytes, quote: bytes, escape: bytes) -> int:
-    specials = re.compile(b"[" + re.escape(quote + escape) + b"\n]")
-    in_quotes = False
-    skip_until = -1
-    last = -1
-    for match in specials.finditer(buffer):
-        at = match.start()
-        if at < skip_until:
-            continue
-        char = match.group()
-        if char == escape and in_quotes:
-            skip_until = at + 2
-        elif char == quote:
-            in_quotes = not in_quotes
-        elif char == b"\n" and not in_quotes:
-            last = at
-    return last
-
-
-def split_records(data: bytes, quote: bytes = b'"', escape: bytes | None = None) -> list[bytes]:
-    """The records of a record-aligned block, without line terminators (LF or CRLF).
-
-    Blank lines come back as empty records so that callers can map records back to offsets;
-    a block that does not end with a newline yields its last record too.
-    """
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    if data.find(quote) >= 0:
-        lines = _join_quoted_newlines(lines, quote, escape)
-    if data.find(b"\r") >= 0:
-        return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
-    return lines
-
-
-def _join_quoted_newlines(lines: list[bytes], quote: bytes, escape: bytes | None) -> list[bytes]:
-    if escape is None:
-        return _join_odd_lines(lines, quote)
-    records: list[bytes] = []
-    open_parts: list[bytes] = []
-    for line in lines:
-        open_parts.append(line)
-        joined = b"\n".join(open_parts) if len(open_parts) > 1 else line
-        if _balanced(joined, quote, escape):
-            records.append(joined)
-            open_parts = []
-    if open_parts:
-        records.append(b"\n".join(open_parts))
-    return records
-
-
-def _join_odd_lines(lines: list[bytes], quote: bytes) -> list[bytes]:
-    """Joins each line with an odd number of quotes, through the next such line, into one record.
-
-    Between two odd lines every line is even, so the joined record is even: balanced. Finding the odd
-    lines is done in C (map, compress); Python only touches the lines that get joined.
-    """
-    odd_lines = itertools.compress(range(len(lines)), map((1).__and__, map(bytes.count, lines,
-                                                                             itertools.repeat(quote))))
-    first = next(odd_lines, None)
-    if first is None:
-        return lines
-    records: list[bytes] = []
-    done = 0
-    while first is not None:
-        closing = next(odd_lines, None)
-        stop = len(lines) if closing is None else closing + 1
-        records.extend(lines[done:first])
-        records.append(b"\n".join(lines[first:stop]))
-        done = stop
-        first = next(odd_lines, None)
-    records.extend(lines[done:])
-    return records
-
-
-def _balanced(record: bytes, quote: bytes, escape: bytes | None) -> bool:
-    if escape is None:
-        return not record.count(quote) & 1
-    return _escape_aware_cut(record + b"\n", quote, escape) == len(record)
-
-
-def record_ends(data: bytes, records: list[bytes]) -> list[int]:
-    """Offsets within `data` just past each record's terminator (the slow path: errors, seeks)."""
-    ends: list[int] = []
-    at = 0
-    for record in records:
-        at += len(record)
-        if data[at:at + 2] == b"\r\n":
-            at += 2
-        elif data[at:at + 1] == b"\n":
-            at += 1
-        ends.append(at)
-    return ends
-
-
-def is_unterminated(record: bytes, quote: bytes = b'"', escape: bytes | None = None) -> bool:
-    """True for a final record that ends inside a quoted field."""
-    return not _balanced(record, quote, escape)
+def transfer(dialect: Dialect, data: bytes, length: int) -> tuple[State, ...]:
+    """The state after `data[:length]` for each of the 9 start states, having seen `data[length]`
+    (if there) only to tell whether a `\\r` at `length - 1` ends a line."""
+    out: list[State] = []
+    view = data[:length + 1]
+    for start in State:
+        machine = Machine(dialect, start)
+        i = 0
+        while i < length:
+            s = machine.state
+            if s is State.IN_QUOTED_FIELD or s in UNQUOTED:
+                found = (machine._quoted if s is State.IN_QUOTED_FIELD else machine._unquoted).search(view, i, length)
+                stop = length if found is None else found.start()
+                if stop > i and s is not State.IN_QUOTED_FIELD:
+                    machine.state = _after_unquoted_run(s, view, i, stop, dialect.delimiter)
+                i = stop
+                if i == length:
+                    break
+            if view[i] == CR and i + 1 < len(view) and view[i + 1] == LF and i + 1 == length:
+                # The \n of this \r\n lies beyond the range: the line ends after it, in the next range.
+                machine.byte(CR)
+                i += 1
+                continue
+            i = machine.step(view, i)
+        out.append(machine.state)
+    return tuple(out)

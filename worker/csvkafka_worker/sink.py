@@ -1,9 +1,9 @@
-"""The Kafka side: checking the topics, producing a block of rows, transactions, dead letters.
+"""The Kafka side: checking the topics, the producer, transactions, sending blocks through an engine.
 
-`produce()` is the only per-row Python call on the hot path; acknowledgements are counted per block
-(see watermark.py). In exactly-once mode every block goes into the open transaction, and the
-shard's position is written to the positions topic inside that same transaction, so records and
-position are committed, or lost, together.
+One producer per worker, created by confluent-kafka with the engine's settings; the engine sends the
+rows (native: a block at a time, outside Python). In exactly-once mode every block goes into the
+open transaction, and the shard's position is written to the positions topic inside that same
+transaction, so records and position are committed, or lost, together.
 """
 
 from __future__ import annotations
@@ -11,23 +11,23 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any
 
-import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from csvkafka_worker.encode import RecordBlock
+from csvkafka_worker.engine import Encodes, Engine, InFlight, SendPlan
 from csvkafka_worker.errors import BadInput, Infrastructure
 from csvkafka_worker.kafka_config import client_base, producer_config
+from csvkafka_worker.positions import PositionRecord
 from csvkafka_worker.spec import SinkSpec
-from csvkafka_worker.watermark import PendingBlock, Position
 
 AUTH_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
                KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
                KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
-Headers = list[tuple[str, str | bytes | None]]
-# Per-record overhead of the v2 record format, as librdkafka counts it against message.max.bytes.
-RECORD_OVERHEAD = 64
+# How long one call into the engine may wait for room in librdkafka's queue before Python serves
+# delivery reports (failures only, with the native engine) and looks at the stop flag again.
+QUEUE_WAIT = 0.1
 
 
 def probe(sink: SinkSpec, topics: Sequence[str], client_id: str, timeout: float = 20.0) -> None:
@@ -53,18 +53,21 @@ def probe(sink: SinkSpec, topics: Sequence[str], client_id: str, timeout: float 
 
 
 class KafkaSink:
-    def __init__(self, sink: SinkSpec, client_id: str, transactional_id: str | None) -> None:
+    def __init__(self, sink: SinkSpec, client_id: str, transactional_id: str | None, engine: Engine) -> None:
         self.spec = sink
         self.transactional = transactional_id is not None
         config = producer_config(sink, client_id, transactional_id)
         self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
         self._errors: list[KafkaError] = []
         config["error_cb"] = self._errors.append
+        settings, bind = engine.producer_settings()
+        config.update(settings)
         try:
             self.producer = Producer(config)
         except KafkaException as error:
             raise BadInput(f"the Kafka producer configuration is invalid: {error.args[0].str()}; fix sink.producer "
                            "(--producer-property)", reason="InvalidConfiguration") from error
+        self.sender = bind(self.producer)
         self._in_transaction = False
         if self.transactional:
             try:
@@ -84,49 +87,22 @@ class KafkaSink:
             self.producer.begin_transaction()
             self._in_transaction = True
 
-    def produce_rows(self, block: PendingBlock, values: Sequence[bytes], keys: Sequence[bytes | None] | None,
-                     headers: Sequence[Headers] | None) -> None:
-        """Enqueues a block's rows; each delivery report acks `block`."""
-        produce, poll, topic = self.producer.produce, self.producer.poll, self.spec.topic
-
-        # PendingBlock.ack inlined: this runs once per row, and an extra call per row shows in profiles.
-        def ack(error: KafkaError | None, _message: Any) -> None:
-            block.outstanding -= 1
-            if error is not None:
-                block.failures.append(str(error.str()))
-
-        n, i = len(values), 0
-        while i < n:
-            try:
-                if keys is None and headers is None:
-                    for i in range(i, n):  # noqa: B020  (resumes at the row that hit a full queue)
-                        produce(topic, values[i], on_delivery=ack)
-                else:
-                    for i in range(i, n):  # noqa: B020
-                        produce(topic, values[i], keys[i] if keys else None, on_delivery=ack,
-                                headers=headers[i] if headers else None)
-                i = n
-            except BufferError:
-                # The local queue is full: serve delivery reports until there is room again.
-                poll(0.05)
-
-    def produce_dead_letter(self, block: PendingBlock, topic: str, record: bytes, headers: Headers) -> None:
-        def ack(error: KafkaError | None, _message: Any) -> None:
-            block.ack(None if error is None else f"dead-letter topic {topic}: {error.str()}")
-
-        room = self.max_message_bytes - RECORD_OVERHEAD - sum(len(k) + len(v or b"") for k, v in headers) - 1024
-        if len(record) > room:
-            headers = [*headers, ("csvkafka.truncated-from", str(len(record)).encode())]
-            record = record[:room]
-        while True:
-            try:
-                self.producer.produce(topic, record, on_delivery=ack, headers=headers)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+    def send(self, encoded: Encodes, block: RecordBlock, plan: SendPlan) -> InFlight:
+        """Produces a block's rows (and dead letters); returns their acknowledgements."""
+        flight = self.sender.send(encoded, block, plan)
+        while not flight.produce(QUEUE_WAIT):
+            # The local queue stayed full: serve delivery reports, and stop on a fatal error.
+            self.producer.poll(0)
+            fatal = self.fatal_error()
+            if fatal is not None:
+                raise Infrastructure(f"the Kafka producer failed: {fatal}", reason="KafkaUnreachable")
+        return flight
 
     def poll(self) -> None:
         self.producer.poll(0)
+
+    def queued(self) -> int:
+        return len(self.producer)
 
     def flush(self, timeout: float) -> bool:
         """Waits for every delivery report; False if some are still missing at the deadline."""
@@ -135,11 +111,9 @@ class KafkaSink:
             self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
         return len(self.producer) == 0
 
-    def commit(self, positions_topic: str, job_id: str, position: Position, counts: dict[str, Any],
-               timeout: float = 60) -> None:
+    def commit(self, positions_topic: str, job_id: str, record: PositionRecord, timeout: float = 60) -> None:
         """Writes the position into the open transaction and commits both (exactly-once mode)."""
-        value = orjson.dumps({"row": position.row, "offset": position.offset, **counts})
-        self.producer.produce(positions_topic, value, job_id.encode())
+        self.producer.produce(positions_topic, record.encode(), job_id.encode())
         try:
             self.producer.commit_transaction(timeout)
         except KafkaException as error:
@@ -157,3 +131,12 @@ class KafkaSink:
             with contextlib.suppress(KafkaException):
                 self.producer.abort_transaction(30)
             self._in_transaction = False
+
+    def close(self) -> None:
+        """Drops what was not delivered and destroys the producer now, so that librdkafka's last words
+        come before the worker's own last line."""
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.producer.purge()
+            self.producer.flush(5)
+        del self.sender
+        del self.producer

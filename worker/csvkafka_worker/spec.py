@@ -59,10 +59,15 @@ class CsvDialect(Model):
     delimiter: OneChar = ","
     quote: OneChar = '"'
     escape: OneChar | None = None
+    # Whether "" inside quotes is one quote (RFC 4180). Default: yes without an escape character,
+    # no with one (the escape character escapes quotes then).
+    doublequote: bool | None = None
     header: bool = True
     columns: tuple[str, ...] | None = None
     encoding: str = "utf-8"
     skip_rows: int = Field(default=0, ge=0)
+    # A record (all its lines) may not be longer: a quote left open fails here, not at the end of the file.
+    max_record_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     @field_validator("encoding")
     @classmethod
@@ -73,6 +78,15 @@ class CsvDialect(Model):
             codecs.lookup(value)
         except LookupError as unknown:
             raise ValueError(f"unknown encoding {value!r}; use a codec name such as utf-8 or latin-1") from unknown
+        if "\n,\r\"\\;|\t".encode(value, errors="replace") != b"\n,\r\"\\;|\t":
+            raise ValueError(f"encoding {value!r} is not ASCII-compatible; convert the file to UTF-8 (iconv -t utf-8)")
+        return value
+
+    @field_validator("delimiter", "quote", "escape")
+    @classmethod
+    def _ascii(cls, value: str | None) -> str | None:
+        if value is not None and not (0 < ord(value) < 128):
+            raise ValueError(f"{value!r} is not an ASCII character; the delimiter, quote and escape must be ASCII")
         return value
 
     @model_validator(mode="after")
@@ -82,7 +96,13 @@ class CsvDialect(Model):
             raise ValueError("escape equal to quote is the default RFC 4180 behaviour; leave escape unset")
         if self.delimiter in ("\r", "\n") or self.delimiter == self.quote:
             raise ValueError("the delimiter must differ from the quote character and from line breaks")
+        if self.quote in ("\r", "\n") or self.escape in ("\r", "\n"):
+            raise ValueError("the quote and escape characters cannot be line breaks")
         return self
+
+    @property
+    def doubled_quotes(self) -> bool:
+        return self.escape is None if self.doublequote is None else self.doublequote
 
 
 class SourceSpec(Model):

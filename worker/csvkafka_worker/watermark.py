@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -31,19 +32,42 @@ class Counts:
         self.skipped += other.skipped
 
 
-@dataclass
-class PendingBlock:
-    """One block in flight: the position after it, and how many of its messages await an ack."""
+class Acks(Protocol):
+    """A block's acknowledgements, as its engine counts them."""
 
-    end: Position
-    outstanding: int
-    counts: Counts = field(default_factory=Counts)
-    failures: list[str] = field(default_factory=list)
+    @property
+    def outstanding(self) -> int:
+        """Messages not yet acknowledged (produced or still to produce)."""
+        ...
+
+    def failures(self) -> list[str]:
+        """Why messages failed, if any did."""
+        ...
+
+
+@dataclass
+class RowAcks:
+    """Acknowledgements counted one delivery report at a time (the Python engine)."""
+
+    outstanding: int = 0
+    errors: list[str] = field(default_factory=list)
 
     def ack(self, error: str | None = None) -> None:
         self.outstanding -= 1
         if error is not None:
-            self.failures.append(error)
+            self.errors.append(error)
+
+    def failures(self) -> list[str]:
+        return self.errors
+
+
+@dataclass
+class PendingBlock:
+    """One block in flight: the position after it, what it counts for, and its acknowledgements."""
+
+    end: Position
+    counts: Counts
+    acks: Acks
 
 
 class DeliveryWatermark:
@@ -62,17 +86,17 @@ class DeliveryWatermark:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def open_block(self, end: Position, counts: Counts) -> PendingBlock:
-        """Registers a block whose messages are about to be produced; `ack` each delivery on it."""
-        block = PendingBlock(end=end, outstanding=0, counts=counts)
+    def open_block(self, end: Position, counts: Counts, acks: Acks) -> PendingBlock:
+        """Registers a block whose messages `acks` counts; blocks complete in the order opened."""
+        block = PendingBlock(end=end, counts=counts, acks=acks)
         self._in_flight.append(block)
         return block
 
     def failures(self) -> list[str]:
-        return [failure for block in self._in_flight for failure in block.failures]
+        return [failure for block in self._in_flight for failure in block.acks.failures()]
 
     def _advance(self) -> None:
-        while self._in_flight and self._in_flight[0].outstanding == 0 and not self._in_flight[0].failures:
+        while self._in_flight and self._in_flight[0].acks.outstanding == 0 and not self._in_flight[0].acks.failures():
             done = self._in_flight.popleft()
             self._position = done.end
             self.delivered.add(done.counts)

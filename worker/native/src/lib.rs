@@ -19,7 +19,7 @@ use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::csv::{Dialect, Machine, STATES};
+use crate::csv::{Dialect, STATES};
 
 create_exception!(
     _native,
@@ -124,7 +124,9 @@ struct Scanner {
 #[pymethods]
 impl Scanner {
     #[new]
-    #[pyo3(signature = (*, delimiter, quote, escape, doublequote, start, max_record))]
+    /// `state` other than 0 (START_RECORD): the stream starts inside a record (shard boundaries).
+    #[pyo3(signature = (*, delimiter, quote, escape, doublequote, start, max_record, state=0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         delimiter: u8,
         quote: u8,
@@ -132,14 +134,18 @@ impl Scanner {
         doublequote: bool,
         start: u64,
         max_record: usize,
-    ) -> Self {
-        Scanner {
-            inner: scan::Scanner::new(
-                dialect(delimiter, quote, escape, doublequote),
-                start,
-                max_record,
-            ),
-        }
+        state: usize,
+    ) -> PyResult<Self> {
+        let state = *STATES
+            .get(state)
+            .ok_or_else(|| PyValueError::new_err(format!("no state {state}")))?;
+        let mut inner = scan::Scanner::new(
+            dialect(delimiter, quote, escape, doublequote),
+            start,
+            max_record,
+        );
+        inner.set_state(state);
+        Ok(Scanner { inner })
     }
 
     /// Stream offset of the first byte not yet returned in a block.
@@ -185,28 +191,6 @@ fn transfer(
     states.iter().map(|s| char::from(b'0' + *s as u8)).collect()
 }
 
-/// Bytes from the start of `data` to the end of the first record that completes there, when the
-/// machine is in state `state` (a digit of `transfer`) at its start; None when `data` ends first.
-#[pyfunction]
-#[pyo3(signature = (data, state, eof, *, delimiter, quote, escape, doublequote))]
-fn first_boundary(
-    data: &[u8],
-    state: usize,
-    eof: bool,
-    delimiter: u8,
-    quote: u8,
-    escape: Option<u8>,
-    doublequote: bool,
-) -> PyResult<Option<usize>> {
-    let d = dialect(delimiter, quote, escape, doublequote);
-    let mut m = Machine::new(d);
-    m.state = *STATES
-        .get(state)
-        .ok_or_else(|| PyValueError::new_err(format!("no state {state}")))?;
-    let mut at = 0;
-    Ok(scan::first_boundary(&mut m, data, &mut at, eof))
-}
-
 /// A block's values and keys, and its records that cannot be sent.
 #[pyclass(frozen, module = "csvkafka_worker._native")]
 struct Encoded {
@@ -247,6 +231,10 @@ impl Encoded {
     #[getter]
     fn sendable(&self) -> usize {
         self.inner.items.len()
+    }
+    /// Sendable rows of records before `stop`.
+    fn sendable_before(&self, stop: u32) -> usize {
+        self.inner.items.partition_point(|item| item.record < stop)
     }
     /// The record index of each sendable row.
     fn indices(&self) -> Vec<u32> {
@@ -328,14 +316,17 @@ struct Link {
 impl Link {
     /// Starts sending a block: its sendable rows with a record index below `stop` to `topic`, then
     /// `dead_letters` ((record index, reason) pairs) to `dead_letter_topic`. `produce` sends.
-    #[pyo3(signature = (encoded, *, stop, topic, source, shard, first_row, dead_letters, dead_letter_topic, max_message))]
+    /// Rows carry the headers csvkafka.source, csvkafka.row (and csvkafka.shard) if `row_headers`;
+    /// dead letters always carry csvkafka.source, .row, .offset and .reason.
+    #[pyo3(signature = (encoded, *, stop, topic, source, row_headers, shard, first_row, dead_letters, dead_letter_topic, max_message))]
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
         encoded: &Encoded,
         stop: usize,
         topic: &str,
-        source: Option<Vec<u8>>,
+        source: Vec<u8>,
+        row_headers: bool,
         shard: Option<Vec<u8>>,
         first_row: u64,
         dead_letters: Vec<(usize, String)>,
@@ -348,6 +339,7 @@ impl Link {
             stop,
             topic,
             source,
+            row_headers,
             shard,
             first_row,
             dead_letters,
@@ -439,7 +431,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Link>()?;
     m.add_class::<Flight>()?;
     m.add_function(wrap_pyfunction!(transfer, m)?)?;
-    m.add_function(wrap_pyfunction!(first_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(librdkafka_version, m)?)?;
     m.add_function(wrap_pyfunction!(new_token, m)?)?;

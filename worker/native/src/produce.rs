@@ -43,7 +43,8 @@ impl Job {
         encoded: Arc<Encoded>,
         stop: usize,
         topic: &str,
-        source: Option<Vec<u8>>,
+        source: Vec<u8>,
+        row_headers: bool,
         shard: Option<Vec<u8>>,
         first_row: u64,
         dead_letters: Vec<(usize, String)>,
@@ -63,8 +64,8 @@ impl Job {
         Ok(Job {
             rows,
             topic: name(topic)?,
-            row_headers: source.is_some(),
-            source: source.unwrap_or_default(),
+            row_headers,
+            source,
             shard,
             first_row,
             dead_letter_topic: dead_letter_topic.map(name).transpose()?,
@@ -224,9 +225,11 @@ impl Sending {
             .iter()
             .map(|(k, v)| k.to_bytes().len() + v.len())
             .sum();
+        // At least one byte: an empty payload could not be matched to its block when acknowledged.
         let room = job
             .max_message
-            .saturating_sub(RECORD_OVERHEAD + header_bytes + 1024);
+            .saturating_sub(RECORD_OVERHEAD + header_bytes + 1024)
+            .max(1);
         vus.push(Vu::topic(topic));
         vus.push(Vu::value(&content[..content.len().min(room)]));
         vus.push(Vu::no_copy());

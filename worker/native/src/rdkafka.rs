@@ -153,6 +153,43 @@ pub struct Api {
     pub error_destroy: unsafe extern "C" fn(*mut RdError),
 }
 
+/// librdkafka's builtin features ("gzip, snappy, ssl, ..., plugins, ...") of a library.
+unsafe fn builtin_features(handle: *mut c_void) -> Result<String, String> {
+    let conf_new: unsafe extern "C" fn() -> *mut Conf = sym(handle, "rd_kafka_conf_new")?;
+    let conf_get: unsafe extern "C" fn(
+        *const Conf,
+        *const c_char,
+        *mut c_char,
+        *mut usize,
+    ) -> c_int = sym(handle, "rd_kafka_conf_get")?;
+    let conf_destroy: unsafe extern "C" fn(*mut Conf) = sym(handle, "rd_kafka_conf_destroy")?;
+    let conf = conf_new();
+    let mut buf = vec![0u8; 1024];
+    let mut size = buf.len();
+    let result = conf_get(
+        conf,
+        c"builtin.features".as_ptr(),
+        buf.as_mut_ptr().cast(),
+        &mut size,
+    );
+    conf_destroy(conf);
+    if result != CONF_OK {
+        return Err("librdkafka does not say its builtin.features".into());
+    }
+    Ok(CStr::from_bytes_until_nul(&buf)
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default())
+}
+
+unsafe fn sym<T: Copy>(handle: *mut c_void, name: &str) -> Result<T, String> {
+    let cname = CString::new(name).unwrap();
+    let found = libc::dlsym(handle, cname.as_ptr());
+    if found.is_null() {
+        return Err(format!("librdkafka has no {name}"));
+    }
+    Ok(std::mem::transmute_copy(&found))
+}
+
 // The function pointers are plain code addresses in a library that stays loaded.
 unsafe impl Send for Api {}
 unsafe impl Sync for Api {}
@@ -176,15 +213,13 @@ fn load() -> Result<Api, String> {
     if handle.is_null() {
         return Err(format!("{path} cannot be opened again"));
     }
-    unsafe fn sym<T: Copy>(handle: *mut c_void, name: &str) -> Result<T, String> {
-        let cname = CString::new(name).unwrap();
-        let found = libc::dlsym(handle, cname.as_ptr());
-        if found.is_null() {
-            return Err(format!("librdkafka has no {name}"));
-        }
-        Ok(std::mem::transmute_copy(&found))
-    }
     unsafe {
+        if !builtin_features(handle)?
+            .split(',')
+            .any(|f| f.trim() == "plugins")
+        {
+            return Err("this librdkafka was built without plugin support".into());
+        }
         let version: unsafe extern "C" fn() -> c_int = sym(handle, "rd_kafka_version")?;
         let version = version();
         if version < MIN_VERSION {

@@ -1,6 +1,6 @@
 //! Cutting a byte stream into record-aligned blocks, with every record's offsets.
 
-use crate::csv::{Dialect, Machine, NoFields};
+use crate::csv::{Dialect, Machine, NoFields, State};
 
 /// One record of a block: `[start, content_end)` is its content, `[content_end, end)` its line
 /// terminator; it starts where the previous record ends (or at 0).
@@ -87,6 +87,11 @@ impl Scanner {
             rows: 0,
             max_record,
         }
+    }
+
+    /// Starts inside a record, in `state` (shard boundary search).
+    pub fn set_state(&mut self, state: State) {
+        self.machine.state = state;
     }
 
     /// Stream offset of the first byte not yet returned in a block.
@@ -177,10 +182,4 @@ impl Scanner {
         self.record_start = 0;
         Some(block)
     }
-}
-
-/// Bytes consumed from a record boundary search's start up to the first record boundary, given
-/// the machine's state there; None when the data ends first.
-pub fn first_boundary(m: &mut Machine, data: &[u8], at: &mut usize, eof: bool) -> Option<usize> {
-    m.next_boundary(data, at, eof).map(|(_, end)| end)
 }

@@ -1,9 +1,15 @@
 """`python -m bench`: every contender in one run on the local stack, then a markdown report.
 
-    python -m bench                        # quick: the core contenders and the resume test, 1M rows
+    python -m bench                        # the core contenders and the resume test, 1M rows
     python -m bench --repeat 3             # each throughput contender 3 times, medians reported
     python -m bench --only kcat,line-alo   # some contenders (names or groups, see --help)
     python -m bench --only rss-big,resume-big   # the 2 GB and 1 GB objects (slow)
+    python -m bench --engine-via omit --only baseline,python   # a worker without --engine yet
+
+The engine contenders (json-native, line-python-nohdr, json-native-eos, ...) pick the worker's engine
+with `csvkafka run --engine NAME` (--engine-via flag), CSVKAFKA_ENGINE (env), or not at all (omit: all
+of them run the default engine). The default, auto, is flag if `csvkafka run --help` lists --engine,
+else omit; the report says which. BENCH_ENGINE_VIA sets the default.
 
 Generated CSV files are cached (under $CSVKAFKA_CACHE/bench/data); logs, profiles and the report
 go to --out. Every bucket, table and topic a run creates is deleted at the end unless --keep.
@@ -12,6 +18,7 @@ go to --out. Every bucket, table and topic a run creates is deleted at the end u
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -24,12 +31,17 @@ from bench.stack import Stack, stack_env
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "core": (*(c.name for c in contenders.CORE), "resume"),
+    "baseline": (*(c.name for c in contenders.KCAT), contenders.NAIVE.name),
+    "native": tuple(c.name for c in contenders.ENGINE_RUNS if c.engine == "native"),
+    "python": tuple(c.name for c in contenders.ENGINE_RUNS if c.engine == "python"),
+    "noengine": tuple(c.name for c in contenders.DEFAULT_ENGINE),
     "floor": tuple(c.name for c in contenders.FLOOR),
     "exp": tuple(c.name for c in contenders.EXPERIMENTS),
     "profile": ("profile-json", "profile-line"),
     "big": ("rss-big", "resume-big"),
 }
-GROUPS["all"] = tuple(name for group in ("core", "floor", "exp", "profile", "big") for name in GROUPS[group])
+GROUPS["all"] = tuple(dict.fromkeys(name for group in ("core", "noengine", "floor", "exp", "profile", "big")
+                                    for name in GROUPS[group]))
 SCENARIOS = ("resume", "profile-json", "profile-line", "rss-big", "resume-big")
 CACHE = Path.home() / ".cache" / "csvkafka"
 
@@ -53,7 +65,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--worker-flags", default="", help="extra `csvkafka run` flags for every worker run, "
                         "e.g. \"--range-bytes 1048576\"")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds between runs (broker cleanup)")
-    return parser.parse_args(argv)
+    parser.add_argument("--engine-via", choices=("auto", *contenders.ENGINE_VIA),
+                        default=os.environ.get("BENCH_ENGINE_VIA", "auto"),
+                        help="how the engine contenders choose the engine: flag (csvkafka run --engine NAME), "
+                        "env (CSVKAFKA_ENGINE=NAME), omit (neither: the worker's default engine, for a worker "
+                        "without --engine), auto (flag if `csvkafka run --help` lists --engine, else omit); "
+                        "default $BENCH_ENGINE_VIA or auto")
+    args = parser.parse_args(argv)
+    if args.engine_via not in ("auto", *contenders.ENGINE_VIA):
+        parser.error(f"BENCH_ENGINE_VIA={args.engine_via!r}: one of auto, {', '.join(contenders.ENGINE_VIA)}")
+    return args
+
+
+def engine_via(requested: str, chosen: list[str]) -> tuple[str, str]:
+    """How the chosen engine contenders will name their engine, and a line for the report."""
+    if not any(contenders.ALL[name].engine for name in chosen if name in contenders.ALL):
+        return requested, ""
+    has_flag = contenders.worker_has_engine_flag()
+    via = requested if requested != "auto" else "flag" if has_flag else "omit"
+    if via == "flag" and not has_flag:
+        raise SystemExit("`csvkafka run --help` lists no --engine: this worker cannot choose an engine yet. "
+                         "Run with --engine-via omit (or BENCH_ENGINE_VIA=omit) to run the engine contenders "
+                         "on the worker's default engine.")
+    if via == "flag":
+        return via, "Engine: chosen per contender with `csvkafka run --engine NAME`."
+    if via == "env":
+        return via, (f"Engine: chosen per contender with {contenders.ENGINE_ENV}=NAME"
+                     + ("." if has_flag else "; **`csvkafka run --help` lists no --engine, so the worker may have "
+                        "ignored it and run its default engine for every contender**."))
+    return via, ("**Engine flag omitted** (--engine-via omit" + (", auto: `csvkafka run --help` lists no --engine"
+                 if requested == "auto" else "") + "): every `-native` and `-python` contender ran the worker's "
+                 "default engine, so their names do not say which engine ran, and native vs python compares the "
+                 "same code.")
 
 
 def selection(only: str) -> list[str]:
@@ -71,10 +114,29 @@ def _stop(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # runs the `finally` that deletes what the run created
 
 
+def render(argv: list[str], repeat: int, summaries: list[report.Summary], resumed: ResumeResult | None,
+           sections: list[str], engine_note: str) -> str:
+    return "\n\n".join([
+        f"## Results {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        "Command: `python -m bench " + shlex.join(argv) + "`" if argv else "Command: `python -m bench`",
+        *([engine_note] if engine_note else []),
+        "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in machine.describe())]),
+        f"### Runs (median of {repeat})\n\n" + report.runs_table(summaries)
+        + "\n\nCPU s: user + system time of the contender's process tree (from wait4); CPU µs/row = CPU s / rows; "
+        "cores = CPU s / wall s. The broker's and moto's CPU are not included.",
+        f"### Ratios (medians of {repeat})\n\n" + report.ratios_table(summaries),
+        "### Targets\n\n" + report.targets_table(summaries, resumed),
+        "### Cost of 100M rows on AWS Fargate Spot (us-east-1)\n\n" + report.cost_table(summaries),
+        *sections,
+    ]) + "\n"
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     args = parse_args(argv)
     chosen = selection(args.only)
+    via, engine_note = engine_via(args.engine_via, chosen)
+    print(engine_note.replace("**", "").replace("`", ""), file=sys.stderr, flush=True)
     env = stack_env()
     cache = Path(env.get("CSVKAFKA_CACHE") or CACHE) / "bench"
     out = args.out or cache / "runs" / time.strftime("%Y%m%d-%H%M%S")
@@ -92,7 +154,8 @@ def main(argv: list[str]) -> int:
         main_data = data.ensure(data_dir, args.rows)
         say(f"main object: {main_data.rows:,} rows, {main_data.size / 1e6:,.1f} MB ({main_data.path})")
         uri, etag = stack.upload(main_data.path)
-        throughput = [contenders.with_flags(contenders.ALL[name], extra) for name in chosen if name in contenders.ALL]
+        throughput = [contenders.with_flags(contenders.with_engine_via(contenders.ALL[name], via), extra)
+                      for name in chosen if name in contenders.ALL]
         for attempt in range(args.repeat):
             for contender in throughput:
                 runs.append(bench.throughput(contender, main_data, uri, tag=f"-{attempt}"))
@@ -122,14 +185,7 @@ def main(argv: list[str]) -> int:
         stack.close(keep=args.keep)
 
     summaries = report.summarise(runs)
-    text = "\n\n".join([
-        f"## Results {time.strftime('%Y-%m-%d %H:%M %Z')}",
-        "Command: `python -m bench " + shlex.join(argv) + "`" if argv else "Command: `python -m bench`",
-        "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in machine.describe())]),
-        "### Runs (median of " + str(args.repeat) + ")\n\n" + report.runs_table(summaries),
-        "### Targets\n\n" + report.targets_table(summaries, resumed),
-        *sections,
-    ]) + "\n"
+    text = render(argv, args.repeat, summaries, resumed, sections, engine_note)
     (out / "report.md").write_text(text)
     print(text)
     say(f"report and logs: {out}")

@@ -2,10 +2,18 @@
 
 kcat gets the worker's own librdkafka settings (kafka_config.PRODUCER_DEFAULTS), so the two differ
 only in what produces the records, not in how librdkafka batches, compresses and acknowledges them.
+`kcat-hdr` also sends the two headers the worker sends by default (`csvkafka.source`, `csvkafka.row`),
+as static `-H` values of the same length, so a worker with headers is compared with kcat with headers.
+
+The engine contenders (`json-native`, `line-python-nohdr`, `json-native-eos`, ...) choose the
+worker's engine with `csvkafka run --engine NAME`, or with CSVKAFKA_ENGINE, or not at all
+(`ENGINE_VIA`: flag, env, omit); `omit` runs every one of them on the worker's default engine, for
+a worker that has no `--engine` yet. The `json-alo`, `line-eos`, ... contenders never name an engine.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +38,12 @@ class Target:
     table: str
     job_id: str
     bootstrap: str
+    rows: int = 1_000_000  # rows of the object: the length of kcat-hdr's static csvkafka.row value
+
+
+ENGINES = ("native", "python")
+ENGINE_VIA = ("flag", "env", "omit")  # how an engine contender names its engine (see the module's doc)
+ENGINE_ENV = "CSVKAFKA_ENGINE"
 
 
 @dataclass(frozen=True)
@@ -39,24 +53,46 @@ class Contender:
     label: str
     value_format: str = "json"
     delivery: str = "at-least-once"
-    variant: str = ""
+    variant: str = ""  # kcat: "headers"; floor: its variant; worker: bench.patched patches
     worker_flags: tuple[str, ...] = ()
+    engine: str = ""  # worker: native | python, or "" for the worker's default (no --engine)
+    engine_via: str = "flag"  # one of ENGINE_VIA
 
     @property
     def transactional(self) -> bool:
         return self.kind == "worker" and self.delivery == "exactly-once"
 
+    @property
+    def record_headers(self) -> bool:
+        """Whether each record carries the csvkafka.source and csvkafka.row headers."""
+        if self.kind == "kcat":
+            return self.variant == "headers"
+        if self.kind == "worker":
+            return "--no-record-headers" not in self.worker_flags
+        return False
+
+    def env(self) -> dict[str, str]:
+        """Environment variables to add for this contender's process."""
+        if self.kind == "worker" and self.engine and self.engine_via == "env":
+            return {ENGINE_ENV: self.engine}
+        return {}
+
     def argv(self, target: Target) -> list[str]:
         if self.kind == "kcat":
             settings = [arg for key, value in KCAT_SETTINGS.items() for arg in ("-X", f"{key}={value}")]
-            return ["kcat", "-P", "-b", target.bootstrap, "-t", target.topic, "-l", *settings, str(target.path)]
+            headers = [arg for name, value in kcat_headers(target) for arg in ("-H", f"{name}={value}")] \
+                if self.variant == "headers" else []
+            return ["kcat", "-P", "-b", target.bootstrap, "-t", target.topic, "-l", *settings, *headers,
+                    str(target.path)]
         if self.kind == "naive":
             return [PYTHON, "-m", "bench.naive", "--source", target.uri, "--topic", target.topic,
                     "--table", target.table, "--job-id", target.job_id, "--bootstrap-servers", target.bootstrap]
         if self.kind == "floor":
             return [PYTHON, "-m", "bench.floor", str(target.path), "--topic", target.topic, "--variant", self.variant,
                     "--bootstrap-servers", target.bootstrap]
-        return worker_argv(target, self.value_format, self.delivery, self.worker_flags, patches=self.variant)
+        engine = ("--engine", self.engine) if self.engine and self.engine_via == "flag" else ()
+        return worker_argv(target, self.value_format, self.delivery, (*engine, *self.worker_flags),
+                           patches=self.variant)
 
     def expected_records(self, data: DataFile) -> int:
         """kcat and the Python floor send every line, header included; the naive loop every line after
@@ -76,6 +112,32 @@ def with_flags(contender: Contender, flags: tuple[str, ...]) -> Contender:
                    label=f"{contender.label} {' '.join(flags)}")
 
 
+def kcat_headers(target: Target) -> list[tuple[str, str]]:
+    """kcat-hdr's two static headers: the worker's names, values as long as the worker's (its
+    `csvkafka.source` is the object's URI, its `csvkafka.row` a row number; the last row's has the
+    most digits)."""
+    return [("csvkafka.source", target.uri), ("csvkafka.row", str(max(1, target.rows)))]
+
+
+def with_engine_via(contender: Contender, via: str) -> Contender:
+    """`contender` naming its engine `via` flag, env or omit (no change for the others)."""
+    if via not in ENGINE_VIA:
+        raise ValueError(f"engine via {via!r}: one of {', '.join(ENGINE_VIA)}")
+    if contender.kind != "worker" or not contender.engine or via == contender.engine_via:
+        return contender
+    plain = contender.label.replace(f" --engine {contender.engine}", "")
+    label = {"flag": plain.replace("csvkafka run", f"csvkafka run --engine {contender.engine}", 1),
+             "env": f"{ENGINE_ENV}={contender.engine} {plain}",
+             "omit": f"{plain} [engine flag omitted: the default engine, not necessarily {contender.engine}]"}[via]
+    return replace(contender, engine_via=via, label=label)
+
+
+def worker_has_engine_flag() -> bool:
+    """Whether this checkout's `csvkafka run` accepts --engine (its --help lists it)."""
+    found = subprocess.run([*WORKER, "--help"], capture_output=True, text=True, check=False, timeout=120)
+    return found.returncode == 0 and "--engine" in found.stdout
+
+
 def worker_argv(target: Target, value_format: str, delivery: str, flags: tuple[str, ...] = (), *,
                 patches: str = "") -> list[str]:
     """`csvkafka run` for `target`; with `patches`, run through bench.patched with those changes."""
@@ -93,9 +155,31 @@ def _worker(fmt: str, delivery: str, suffix: str = "", label: str = "", *, varia
                      worker_flags=worker_flags)
 
 
-CORE = (
+def _engine(fmt: str, engine: str, delivery: str = "at-least-once", *, headers: bool = True) -> Contender:
+    """A contender on one engine: `{fmt}-{engine}`, `-nohdr` without record headers, `-eos` exactly-once."""
+    name = f"{fmt}-{engine}" + ("" if headers else "-nohdr") + ("-eos" if delivery == "exactly-once" else "")
+    flags = () if headers else NO_HEADERS
+    return Contender(name=name, kind="worker", value_format=fmt, delivery=delivery, engine=engine,
+                     worker_flags=flags, label=f"csvkafka run --engine {engine} --value-format {fmt} "
+                     f"--delivery {delivery}" + ("" if headers else " --no-record-headers"))
+
+
+NO_HEADERS = ("--no-record-headers",)
+KCAT = (
     Contender("kcat", "kcat", "kcat -P -l (local file, worker's librdkafka settings)"),
-    Contender("naive", "naive", "naive loop (smart_open lines, produce+poll(0), put_item/50k)"),
+    Contender("kcat-hdr", "kcat", "kcat -P -l -H csvkafka.source=<uri> -H csvkafka.row=<n> (static headers, "
+              "worker's librdkafka settings)", variant="headers"),
+)
+NAIVE = Contender("naive", "naive", "naive loop (smart_open lines, produce+poll(0), put_item/50k)")
+# Each engine in both formats, with and without record headers, at-least-once; exactly-once on native.
+ENGINE_RUNS = (
+    *(_engine(fmt, engine, headers=headers) for engine in ENGINES for fmt in ("json", "line")
+      for headers in (True, False)),
+    *(_engine(fmt, "native", "exactly-once") for fmt in ("json", "line")),
+)
+CORE = (*KCAT, NAIVE, *ENGINE_RUNS)
+# The worker on its default engine, without --engine (the core contenders before engines existed).
+DEFAULT_ENGINE = (
     _worker("json", "at-least-once"),
     _worker("json", "exactly-once"),
     _worker("line", "at-least-once"),
@@ -106,7 +190,6 @@ FLOOR = tuple(Contender(f"floor-{v}", "floor", f"python produce() floor: {v}", v
               for v in ("plain", "callback", "headers", "full", "batch", "batch-callback"))
 # Worker changes tried from outside the worker (bench.patched): without record headers, with the
 # cyclic GC tuned, with right-sized JSON values, with smaller blocks, and all of them together.
-NO_HEADERS = ("--no-record-headers",)
 SMALL_BLOCKS = ("--range-bytes", str(1024 * 1024))
 EXPERIMENTS = (
     _worker("json", "at-least-once", "-nohdr", " --no-record-headers", worker_flags=NO_HEADERS),
@@ -121,4 +204,4 @@ EXPERIMENTS = (
     _worker("line", "at-least-once", "-all", " --no-record-headers --range-bytes 1048576 [patch: gc]",
             variant="gc", worker_flags=NO_HEADERS + SMALL_BLOCKS),
 )
-ALL = {c.name: c for c in (*CORE, *FLOOR, *EXPERIMENTS)}
+ALL = {c.name: c for c in (*CORE, *DEFAULT_ENGINE, *FLOOR, *EXPERIMENTS)}

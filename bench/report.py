@@ -1,4 +1,5 @@
-"""The results as markdown: one table of runs, one of the issue's targets, one per profile."""
+"""The results as markdown: one table of runs, the ratios between contenders, one table of the
+issue's targets, one per profile (the cost section is bench.cost)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bench import profile
+from bench import cost, profile
 from bench.scenarios import MB, ResumeResult, Run
 
 RSS_LIMIT = 200 * MB
@@ -63,6 +64,20 @@ class Summary:
         return statistics.median(run.measured.cpu_s for run in self.runs)
 
     @property
+    def cpu_us_per_row(self) -> float:
+        return statistics.median(run.cpu_us_per_row for run in self.runs)
+
+    @property
+    def cores(self) -> float:
+        """CPU cores used: median over the runs of CPU seconds / wall seconds."""
+        return statistics.median(run.cores for run in self.runs)
+
+    @property
+    def rows_per_cpu_s(self) -> float:
+        """Rows/s per core used (rows per CPU second), median over the runs."""
+        return statistics.median(run.rows_per_cpu_s for run in self.runs)
+
+    @property
     def load(self) -> str:
         loads = [run.measured.load_before for run in self.runs]
         return f"{min(loads):.1f}" if len(loads) == 1 else f"{min(loads):.1f} to {max(loads):.1f}"
@@ -80,19 +95,102 @@ def summarise(runs: Iterable[Run]) -> list[Summary]:
 
 
 def runs_table(summaries: Sequence[Summary]) -> str:
-    lines = ["| contender | object | rows/s | (range) | MB/s | wall s | start s | rows/s after start | CPU s | "
-             "peak RSS MB | records in topic | load avg | result |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = ["| contender | what runs | object | rows/s | (range) | MB/s | wall s | start s | rows/s after start | "
+             "CPU s | CPU µs/row | cores | peak RSS MB | records in topic | load avg | result |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for s in summaries:
         run = s.first
         after = f"{s.streaming_rows_per_s:,.0f}" if s.streaming_rows_per_s else ""
         start = f"{s.start_s:.2f}" if s.start_s is not None else ""
         result = "ok" if s.ok else "FAILED: " + "; ".join(r.problem() for r in s.runs if not r.ok)
         lines.append(
-            f"| {run.contender.label} | {run.data.size / MB:,.0f} MB | {s.rows_per_s:,.0f} | {s.spread} | "
-            f"{s.mb_per_s:.1f} | {s.wall_s:.2f} | {start} | {after} | {s.cpu_s:.2f} | {s.peak_rss / MB:.0f} | "
-            f"{run.records:,} / {run.expected:,} | {s.load} | {result} |")
+            f"| {s.name} | {run.contender.label} | {run.data.size / MB:,.0f} MB | {s.rows_per_s:,.0f} | {s.spread} | "
+            f"{s.mb_per_s:.1f} | {s.wall_s:.2f} | {start} | {after} | {s.cpu_s:.2f} | {s.cpu_us_per_row:.2f} | "
+            f"{s.cores:.2f} | {s.peak_rss / MB:.0f} | {run.records:,} / {run.expected:,} | {s.load} | {result} |")
     return "\n".join(lines)
+
+
+def main_object(summaries: Sequence[Summary]) -> str | None:
+    """The file most contenders ran on (the main object, not the big ones)."""
+    paths = [str(s.first.data.path) for s in summaries]
+    return max(set(paths), key=paths.count) if paths else None
+
+
+def ratios_table(summaries: Sequence[Summary]) -> str:
+    """Worker contenders against kcat (like with like: with record headers against `kcat-hdr`,
+    without against `kcat`) and against the naive loop; exactly-once against at-least-once; native
+    against python. Each ratio is of the medians; "per repeat" is the range of the ratios of the
+    runs made in the same round (the n-th run of one against the n-th run of the other)."""
+    path = main_object(summaries)
+    on_main = [s for s in summaries if str(s.first.data.path) == path]
+    by_name = {s.name: s for s in on_main}
+    workers = [s for s in on_main if s.first.contender.kind == "worker"]
+
+    def usable(name: str) -> Summary | None:
+        found = by_name.get(name)
+        return found if found is not None and found.ok else None
+
+    sections: list[tuple[str, list[tuple[Summary, Summary]]]] = []
+    versus_kcat = []
+    for s in workers:
+        base = usable("kcat-hdr" if s.first.contender.record_headers else "kcat")
+        if base is not None:
+            versus_kcat.append((s, base))
+    sections.append(("against kcat: with record headers vs `kcat-hdr`, without vs `kcat`", versus_kcat))
+    naive = usable("naive")
+    sections.append(("against the seed-style naive loop", [(s, naive) for s in workers if naive is not None]))
+    eos_pairs = []
+    for s in workers:
+        if s.first.contender.delivery == "exactly-once":
+            alo = _sibling(s, workers, delivery="at-least-once")
+            if alo is not None and alo.ok:
+                eos_pairs.append((s, alo))
+    sections.append(("exactly-once vs at-least-once (wall time, start-up included)", eos_pairs))
+    engine_pairs = []
+    for s in workers:
+        if s.first.contender.engine == "native":
+            python = _sibling(s, workers, engine="python")
+            if python is not None and python.ok:
+                engine_pairs.append((s, python))
+    sections.append(("native vs python engine", engine_pairs))
+
+    lines = ["| comparison | rows/s ratio | per repeat | rows/s | CPU µs/row ratio | CPU µs/row | "
+             "rows/s after start ratio |",
+             "|---|---:|---|---|---:|---|---:|"]
+    for title, pairs in sections:
+        omitted = any(a.first.contender.engine_via == "omit" and a.first.contender.engine
+                      for pair in pairs for a in pair)
+        lines.append(f"| **{title}**" + (" (engine flag omitted: the default engine ran)" if omitted else "")
+                     + " | | | | | | |")
+        if not pairs:
+            lines.append("| (no pair measured) | | | | | | |")
+        for mine, base in pairs:
+            per_round = [a.rows_per_s / b.rows_per_s for a, b in zip(mine.runs, base.runs, strict=False)
+                         if a.ok and b.ok]
+            spread = f"{min(per_round):.1%} to {max(per_round):.1%}" if len(per_round) > 1 else ""
+            after = ""
+            if mine.streaming_rows_per_s and base.streaming_rows_per_s:
+                after = f"{mine.streaming_rows_per_s / base.streaming_rows_per_s:.1%}"
+            failed = "" if mine.ok else " (FAILED)"
+            lines.append(
+                f"| {mine.name}{failed} / {base.name} | {mine.rows_per_s / base.rows_per_s:.1%} | {spread} | "
+                f"{mine.rows_per_s:,.0f} vs {base.rows_per_s:,.0f} | "
+                f"{mine.cpu_us_per_row / base.cpu_us_per_row:.2f}x | "
+                f"{mine.cpu_us_per_row:.2f} vs {base.cpu_us_per_row:.2f} | {after} |")
+    return "\n".join(lines)
+
+
+def _sibling(summary: Summary, among: Sequence[Summary], *, delivery: str | None = None,
+             engine: str | None = None) -> Summary | None:
+    """The contender in `among` that runs what `summary` runs, but with `delivery` or `engine`."""
+    mine = summary.first.contender
+    wanted = (mine.value_format, delivery or mine.delivery, mine.variant, mine.worker_flags, engine or mine.engine)
+    for other in among:
+        theirs = other.first.contender
+        if theirs.kind == "worker" and \
+                (theirs.value_format, theirs.delivery, theirs.variant, theirs.worker_flags, theirs.engine) == wanted:
+            return other
+    return None
 
 
 def targets_table(summaries: Sequence[Summary], resumed: ResumeResult | None) -> str:
@@ -104,16 +202,26 @@ def targets_table(summaries: Sequence[Summary], resumed: ResumeResult | None) ->
         found = by_name.get((name, main_size)) if main_size else None
         return found if found is not None and found.ok else None
 
+    def first_rate(*names: str) -> tuple[str, Summary | None]:
+        """The first of `names` that was measured (the native engine's, else the default engine's)."""
+        for name in names:
+            found = rate(name)
+            if found is not None:
+                return name, found
+        return names[0], None
+
     kcat = rate("kcat")
-    for name, floor in (("json-alo", 0.60), ("json-eos", 0.60), ("line-alo", 0.85), ("line-eos", 0.85)):
-        mine = rate(name)
+    for names, floor in ((("json-native", "json-alo"), 0.60), (("json-native-eos", "json-eos"), 0.60),
+                         (("line-native", "line-alo"), 0.85), (("line-native-eos", "line-eos"), 0.85)):
+        name, mine = first_rate(*names)
         if kcat and mine:
             ratio = mine.rows_per_s / kcat.rows_per_s
             rows.append((f"{name} rows/s ≥ {floor:.0%} of kcat", f"{ratio:.1%}", _verdict(ratio >= floor),
                          f"{mine.rows_per_s:,.0f} vs {kcat.rows_per_s:,.0f}; short by "
                          f"{max(0.0, floor * kcat.rows_per_s - mine.rows_per_s):,.0f} rows/s"))
     for fmt in ("json", "line"):
-        alo, eos = rate(f"{fmt}-alo"), rate(f"{fmt}-eos")
+        alo_name, alo = first_rate(f"{fmt}-native", f"{fmt}-alo")
+        _, eos = first_rate(f"{fmt}-native-eos" if alo_name.endswith("native") else f"{fmt}-eos")
         if alo and eos:
             ratio = eos.rows_per_s / alo.rows_per_s
             rows.append((f"{fmt}: exactly-once within 10 % of at-least-once", f"{ratio:.1%}",
@@ -130,6 +238,13 @@ def targets_table(summaries: Sequence[Summary], resumed: ResumeResult | None) ->
     lines = ["| target | measured | met | detail |", "|---|---:|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
+
+
+def cost_table(summaries: Sequence[Summary]) -> str:
+    """bench.cost's section for every contender that ran on the main object."""
+    path = main_object(summaries)
+    return cost.table([cost.Measured(s.name, s.rows_per_cpu_s, s.cores, s.peak_rss, s.ok)
+                       for s in summaries if str(s.first.data.path) == path])
 
 
 def resume_table(result: ResumeResult) -> str:

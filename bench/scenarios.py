@@ -6,6 +6,7 @@ that left fewer (or more) records than it should have is a failed run, whatever 
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -44,6 +45,21 @@ class Run:
         return self.data.size / MB / self.measured.wall_s
 
     @property
+    def cpu_us_per_row(self) -> float:
+        """CPU time (user + system) of the contender's whole process tree per row, in microseconds."""
+        return self.measured.cpu_s * 1e6 / self.expected
+
+    @property
+    def cores(self) -> float:
+        """CPU cores the contender kept busy on average: CPU seconds over wall seconds."""
+        return self.measured.cpu_s / self.measured.wall_s
+
+    @property
+    def rows_per_cpu_s(self) -> float:
+        """Rows per second per core it used (= rows/s divided by `cores`): rows per CPU second."""
+        return self.expected / self.measured.cpu_s if self.measured.cpu_s > 0 else float("nan")
+
+    @property
     def streaming_rows_per_s(self) -> float | None:
         """Rows per second between the worker's `start` and `finish` events (after start-up)."""
         start, finish = self.measured.event("start"), self.measured.event("finish")
@@ -73,7 +89,7 @@ class Bench:
     def target(self, data: DataFile, uri: str, name: str) -> Target:
         topic = self.stack.create_topic(name)
         return Target(path=data.path, uri=uri, topic=topic, table=self.stack.table, job_id=topic,
-                      bootstrap=self.stack.bootstrap)
+                      bootstrap=self.stack.bootstrap, rows=data.rows)
 
     def done_with(self, topic: str) -> None:
         if not self.keep:
@@ -83,12 +99,15 @@ class Bench:
 
     def throughput(self, contender: Contender, data: DataFile, uri: str, tag: str = "") -> Run:
         target = self.target(data, uri, contender.name)
-        measured = measure.run(contender.argv(target), log=self.logs / f"{contender.name}{tag}.log")
+        extra_env = contender.env()
+        measured = measure.run(contender.argv(target), log=self.logs / f"{contender.name}{tag}.log",
+                               env={**os.environ, **extra_env} if extra_env else None)
         records = self.stack.count_records(target.topic, transactional=contender.transactional)
         self.done_with(target.topic)
         run = Run(contender, data, measured, records, contender.expected_records(data))
         self.say(f"  {contender.name:<18} {run.measured.wall_s:7.2f} s  {run.rows_per_s:>10,.0f} rows/s  "
-                 f"{run.measured.peak_rss_bytes / MB:6.0f} MB  {'ok' if run.ok else 'FAILED: ' + run.problem()}")
+                 f"{run.cpu_us_per_row:6.2f} CPU µs/row  {run.measured.peak_rss_bytes / MB:6.0f} MB  "
+                 f"{'ok' if run.ok else 'FAILED: ' + run.problem()}")
         return run
 
     def profile(self, value_format: str, data: DataFile, uri: str) -> tuple[Run, list[profile.Stage]]:

@@ -14,6 +14,7 @@ from typing import Any
 from csvkafka_operator.jobs import CONTAINER
 from csvkafka_operator.models import Capacity
 from csvkafka_operator.timestamps import epoch
+from csvkafka_worker.errors import Reason
 from csvkafka_worker.exit_codes import ExitCode
 
 Json = Mapping[str, Any]
@@ -65,7 +66,7 @@ def _report(pod: Json, capacity: Capacity) -> PodReport | None:
             disruption = conditions.get("DisruptionTarget", {})
             if disruption.get("status") == "True" or ended.get("exitCode") == ExitCode.INTERRUPTED_IN_JOB:
                 why = disruption.get("message") or disruption.get("reason") or "stopped"
-                return PodReport("Interrupted", f"pod {name} was interrupted ({why}); a new pod continues from "
+                return PodReport(Reason.INTERRUPTED, f"pod {name} was interrupted ({why}); a new pod continues from "
                                                 "the last checkpoint", at, failed=False)
             if ended.get("reason") == "OOMKilled":
                 return PodReport("OOMKilled", f"pod {name} ran out of memory; raise spec.resources.limits.memory",
@@ -94,4 +95,4 @@ def worker_error(termination_message: str, exit_code: int) -> tuple[str, str]:
         message = f"the worker was killed by signal {exit_code - 128} (exit code {exit_code}) before it could report"
     else:
         message = f"the worker exited with code {exit_code}"
-    return ("BadInput" if exit_code == ExitCode.BAD_INPUT else "WorkerFailed"), message
+    return (Reason.BAD_INPUT if exit_code == ExitCode.BAD_INPUT else "WorkerFailed"), message

@@ -16,12 +16,13 @@ from csvkafka_operator.jobs import job_name
 from csvkafka_operator.models import Condition, CsvKafkaImport, ImportStatus, Phase, ShardStatus
 from csvkafka_operator.timestamps import epoch, from_epoch, rfc3339
 from csvkafka_worker.checkpoint import Checkpoint, State
+from csvkafka_worker.errors import Reason
 
 Json = Mapping[str, Any]
 
 ACTIVE = (Phase.PENDING, Phase.RUNNING)
 # Progressing reasons that are business as usual; any other one is posted as a Warning event.
-ROUTINE = frozenset({"Creating", "Starting", "Running", "Interrupted", "Completing", "Suspended", "Completed",
+ROUTINE = frozenset({"Creating", "Starting", "Running", Reason.INTERRUPTED, "Completing", "Suspended", "Completed",
                      "StoppingPreviousRun"})
 
 
@@ -173,12 +174,14 @@ def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed) -> O
     else:
         # The pods are gone (TTL, or deleted): the checkpoints and the Job tell what is left to tell.
         failed = next((cp for cp in observed.checkpoints.values() if cp.state is State.FAILED and cp.message), None)
-        job_reason = "BadInput" if condition.get("reason") == "PodFailurePolicy" else condition.get("reason", "Failed")
+        job_reason = (Reason.BAD_INPUT if condition.get("reason") == "PodFailurePolicy"
+                      else condition.get("reason", "Failed"))
         reason = failed.reason or job_reason if failed is not None else job_reason
         message = failed.message if failed is not None and failed.message else (
             condition.get("message") or "the import's Job failed")
     name = resource.metadata.name
-    then = (f"kubectl csvimport reset {name} imports the new version from the first row" if reason == "SourceChanged"
+    then = (f"kubectl csvimport reset {name} imports the new version from the first row"
+            if reason == Reason.SOURCE_CHANGED
             else f"once fixed, kubectl csvimport restart {name} continues from the last checkpoint")
     return Outcome(Phase.FAILED, reason, f"{message.rstrip('.')}. Then: {then}")
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import zstandard
 
-from csvkafka_worker.errors import BadInput
+from csvkafka_worker.errors import BadInput, Reason
 from csvkafka_worker.spec import Compression
 
 MAGIC = ((b"\x1f\x8b", Compression.GZIP), (b"\x28\xb5\x2f\xfd", Compression.ZSTD), (b"BZh", Compression.BZ2))
@@ -74,10 +74,10 @@ def decompressed(chunks: Iterator[bytes], compression: Compression, uri: str) ->
                     decoder, fed = factory(), False
         if fed and not decoder.eof:
             raise BadInput(f"{uri} ends in the middle of a {compression} stream (truncated upload?); "
-                           "upload the whole file again", reason="SourceCorrupt")
+                           "upload the whole file again", reason=Reason.SOURCE_CORRUPT)
     except (zlib.error, OSError, EOFError, zstandard.ZstdError) as error:
         raise BadInput(f"{uri} is not valid {compression} data ({error}); set source.compression to match "
-                       "the file", reason="SourceCorrupt") from error
+                       "the file", reason=Reason.SOURCE_CORRUPT) from error
 
 
 def skip(stream: Iterator[bytes], count: int) -> Iterator[bytes]:

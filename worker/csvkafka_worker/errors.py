@@ -5,13 +5,41 @@ Every message is one line that names the thing (object, row, setting) and says w
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from csvkafka_worker.exit_codes import ExitCode
+
+
+class Reason(StrEnum):
+    """Why a worker stopped: in its last log line, in the checkpoint item and in the resource's status.
+
+    The operator compares these by member; the values are Kubernetes-style reasons (CamelCase).
+    """
+
+    ALREADY_RUNNING = "AlreadyRunning"
+    BAD_INPUT = "BadInput"
+    CHECKPOINT_ACCESS_DENIED = "CheckpointAccessDenied"
+    CHECKPOINT_TABLE_NOT_FOUND = "CheckpointTableNotFound"
+    DYNAMODB_UNAVAILABLE = "DynamoDBUnavailable"
+    FENCED = "Fenced"
+    INTERNAL_ERROR = "InternalError"
+    INTERRUPTED = "Interrupted"
+    INVALID_CONFIGURATION = "InvalidConfiguration"
+    KAFKA_AUTH_FAILED = "KafkaAuthFailed"
+    KAFKA_UNREACHABLE = "KafkaUnreachable"
+    S3_UNAVAILABLE = "S3Unavailable"
+    SHARDS_NOT_RUNNING = "ShardsNotRunning"
+    SOURCE_ACCESS_DENIED = "SourceAccessDenied"
+    SOURCE_CHANGED = "SourceChanged"
+    SOURCE_CORRUPT = "SourceCorrupt"
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    TOPIC_NOT_FOUND = "TopicNotFound"
 
 
 class WorkerError(Exception):
     exit_code = ExitCode.INFRASTRUCTURE
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: Reason) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -38,4 +66,4 @@ class StoppedWhileWaiting(WorkerError):
 
 class ConfigError(BadInput):
     def __init__(self, message: str) -> None:
-        super().__init__(message, reason="InvalidConfiguration")
+        super().__init__(message, reason=Reason.INVALID_CONFIGURATION)

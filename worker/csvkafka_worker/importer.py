@@ -24,7 +24,7 @@ from csvkafka_worker import decompress, positions, shards
 from csvkafka_worker.checkpoint import Checkpoint, CheckpointPolicy, State, shard_job_id
 from csvkafka_worker.encode import BadRecord, RecordBlock, describe
 from csvkafka_worker.engine import RECORD_OVERHEAD, Engine, SendPlan, choose, first_boundary
-from csvkafka_worker.errors import BadInput, Infrastructure, StoppedWhileWaiting, WorkerError
+from csvkafka_worker.errors import BadInput, Infrastructure, Reason, StoppedWhileWaiting, WorkerError
 from csvkafka_worker.kafka_config import transactional_id
 from csvkafka_worker.metrics import Metrics, Totals
 from csvkafka_worker.options import RunOptions
@@ -104,7 +104,7 @@ class Importer:
             self.progress.event("waiting-for-lease", lease_seconds=self.spec.checkpoint.lease_seconds)
         if self.stop.wait(seconds):
             raise StoppedWhileWaiting(f"stopped while waiting for job {self.job_id!r}'s lease; nothing was imported",
-                                      reason="Interrupted")
+                                      reason=Reason.INTERRUPTED)
 
     # -- the whole run ---------------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ class Importer:
             self._stop_failed(error)
             raise
         except Exception as error:
-            self._stop_failed(Infrastructure(f"unexpected error: {error!r}", reason="InternalError"))
+            self._stop_failed(Infrastructure(f"unexpected error: {error!r}", reason=Reason.INTERNAL_ERROR))
             raise
 
     def close(self) -> None:
@@ -142,7 +142,7 @@ class Importer:
             return Outcome(State.COMPLETED, self.checkpoints.release(State.COMPLETED, checkpoint.message))
         if checkpoint.source_etag not in (None, info.etag) and checkpoint.last_line > 0:
             raise BadInput(f"{info.uri} changed since this import started (ETag {checkpoint.source_etag} → "
-                           f"{info.etag}); reset the import to load the new version", reason="SourceChanged")
+                           f"{info.etag}); reset the import to load the new version", reason=Reason.SOURCE_CHANGED)
 
         compression, preamble = self._read_start(info)
         shards.check_shardable(self.run_options.shard_count, compression is not Compression.NONE)
@@ -222,7 +222,7 @@ class Importer:
             except RecordTooLarge as error:
                 raise BadInput(f"{info.uri}: no record ends within {error.limit} bytes after byte offset "
                                f"{error.offset} (a shard boundary); check the quoting there, or "
-                               "source.csv.maxRecordBytes", reason="BadInput") from error
+                               "source.csv.maxRecordBytes", reason=Reason.BAD_INPUT) from error
 
         planner = shards.ShardPlanner(
             base_job_id=self.spec.job_id, index=self.run_options.shard_index, count=count,
@@ -317,7 +317,7 @@ class Stream:
             row = self.start_row + error.rows_before + 1
             raise BadInput(f"row {row} (byte offset {error.offset}) of {self.info.uri} does not end within "
                            f"{error.limit} bytes: a quote left open, or a row larger than any Kafka record; fix the "
-                           "quoting there, or raise source.csv.maxRecordBytes", reason="BadInput") from error
+                           "quoting there, or raise source.csv.maxRecordBytes", reason=Reason.BAD_INPUT) from error
         if interrupted:
             return self.finish(State.INTERRUPTED, timeout=max(1.0, self.imp.run_options.shutdown_timeout - 5))
         return self.finish(State.COMPLETED, timeout=300)
@@ -360,7 +360,7 @@ class Stream:
             bad = verdict.failure
             error = BadInput(f"row {self.row + 1} (byte offset {block.start + block.record_start(bad.index)}) of "
                              f"{self.info.uri}: {reasons[bad.index]}; fix the file, or set badRows.action to skip or "
-                             "dead-letter", reason="BadInput")
+                             "dead-letter", reason=Reason.BAD_INPUT)
             self.finish(State.FAILED, timeout=60, message=str(error), reason=error.reason)
             raise error
         if verdict.over_limit:
@@ -368,7 +368,7 @@ class Stream:
             last = verdict.bad[-1]
             raise BadInput(f"{self.bad_rows} bad rows in {self.info.uri}, more than badRows.maxBadRows={limit} "
                            f"(latest: row {first_row + block.ordinal(last.index) - 1}: {reasons[last.index]}); fix "
-                           "the file or raise the limit", reason="BadInput")
+                           "the file or raise the limit", reason=Reason.BAD_INPUT)
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -388,12 +388,12 @@ class Stream:
                    reason: str | None = None) -> Checkpoint:
         if self.sink.transactional and not self.sink.flush(120):
             raise Infrastructure("Kafka did not acknowledge the transaction's rows within 120s",
-                                 reason="KafkaUnreachable")
+                                 reason=Reason.KAFKA_UNREACHABLE)
         failures = self.watermark.failures()
         if failures:
             raise Infrastructure(f"Kafka did not accept rows of {self.info.uri}: {failures[0]}; check the brokers "
                                  "and the topic (the import resumes from its last checkpoint)",
-                                 reason="KafkaUnreachable")
+                                 reason=Reason.KAFKA_UNREACHABLE)
         position, counts = self.watermark.position, self.watermark.delivered
         checkpoints = self.imp.checkpoints
         if self.sink.transactional:
@@ -418,7 +418,7 @@ class Stream:
                reason: str | None = None) -> Outcome:
         if not self.sink.flush(timeout):
             raise Infrastructure(f"Kafka did not acknowledge all rows within {timeout:.0f}s of the end; the import "
-                                 "resumes from its last checkpoint", reason="KafkaUnreachable")
+                                 "resumes from its last checkpoint", reason=Reason.KAFKA_UNREACHABLE)
         final = self.checkpoint(state, message, release=True, reason=reason)
         counts = self.watermark.delivered
         self.imp.progress.event("finish", state=state.value, rows_read=final.last_line, rows_sent=counts.sent,

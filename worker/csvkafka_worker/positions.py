@@ -15,7 +15,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from csvkafka_worker.errors import Infrastructure
+from csvkafka_worker.errors import Infrastructure, Reason
 from csvkafka_worker.kafka_config import client_base
 from csvkafka_worker.spec import SinkSpec
 from csvkafka_worker.watermark import Counts, Position
@@ -57,7 +57,7 @@ def ensure_topic(sink: SinkSpec, topic: str, client_id: str) -> None:
         if "TOPIC_ALREADY_EXISTS" not in str(error):
             raise Infrastructure(f"cannot create the positions topic {topic!r} for exactly-once delivery "
                                  f"({error}); create it (compacted, 1 partition) or grant CreateTopic",
-                                 reason="KafkaUnreachable") from error
+                                 reason=Reason.KAFKA_UNREACHABLE) from error
 
 
 def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: str,
@@ -80,7 +80,7 @@ def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: 
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     break
-                raise Infrastructure(f"reading positions topic {topic}: {error.str()}", reason="KafkaUnreachable")
+                raise Infrastructure(f"reading positions topic {topic}: {error.str()}", reason=Reason.KAFKA_UNREACHABLE)
             value = message.value()
             if message.key() == key and value is not None:
                 found = PositionRecord.decode(value)
@@ -88,7 +88,7 @@ def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: 
                 break
         else:
             raise Infrastructure(f"reading positions topic {topic} did not finish in {timeout}s",
-                                 reason="KafkaUnreachable")
+                                 reason=Reason.KAFKA_UNREACHABLE)
     finally:
         consumer.close()
     return found

@@ -10,7 +10,7 @@ import codecs
 from dataclasses import dataclass
 
 from csvkafka_worker.encode import HeaderError, parse_fields, validate_header
-from csvkafka_worker.errors import BadInput
+from csvkafka_worker.errors import BadInput, Reason
 from csvkafka_worker.records import Dialect, RecordTooLarge, Scanner
 from csvkafka_worker.spec import CsvDialect
 
@@ -33,7 +33,7 @@ def read_preamble(prefix: bytes, dialect: CsvDialect, key_column: str | None, at
         blocks = [scanner.feed(prefix[start:]), scanner.finish() if at_eof else None]
     except RecordTooLarge as error:
         raise BadInput(f"the header does not end within {error.limit} bytes; check its quoting, or "
-                       "source.csv.maxRecordBytes", reason="BadInput") from error
+                       "source.csv.maxRecordBytes", reason=Reason.BAD_INPUT) from error
     for block in blocks:
         if block is None:
             continue
@@ -47,7 +47,7 @@ def read_preamble(prefix: bytes, dialect: CsvDialect, key_column: str | None, at
     if len(records) < needed:
         if at_eof:
             raise BadInput(f"the object ends before its header (skipRows={dialect.skip_rows}); check "
-                           "source.csv.header and skipRows", reason="BadInput")
+                           "source.csv.header and skipRows", reason=Reason.BAD_INPUT)
         return None
     data_start = ends[needed - 1] if needed else start
     if dialect.columns:
@@ -57,13 +57,14 @@ def read_preamble(prefix: bytes, dialect: CsvDialect, key_column: str | None, at
             names = parse_fields(records[-1], machine, dialect.encoding)
         except UnicodeDecodeError as error:
             raise BadInput(f"the header is not valid {dialect.encoding} ({error}); set source.csv.encoding",
-                           reason="BadInput") from error
+                           reason=Reason.BAD_INPUT) from error
     else:
-        raise BadInput("without a header row, source.csv.columns must name the columns", reason="InvalidConfiguration")
+        raise BadInput("without a header row, source.csv.columns must name the columns",
+                       reason=Reason.INVALID_CONFIGURATION)
     try:
         return Preamble(validate_header(names, key_column), data_start)
     except HeaderError as error:
-        raise BadInput(str(error), reason="InvalidConfiguration") from error
+        raise BadInput(str(error), reason=Reason.INVALID_CONFIGURATION) from error
 
 
 def _is_utf8(encoding: str) -> bool:

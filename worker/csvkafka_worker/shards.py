@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import reduce
 
 from csvkafka_worker.checkpoint import Checkpoint, shard_job_id
-from csvkafka_worker.errors import BadInput, Infrastructure
+from csvkafka_worker.errors import BadInput, Infrastructure, Reason
 from csvkafka_worker.records import State
 
 IDENTITY = "".join(str(int(s)) for s in State)
@@ -129,7 +129,7 @@ class ShardPlanner:
                 missing = [i for i, t in enumerate(found[: self.index]) if t is None]
                 raise Infrastructure(f"shards {missing} of job {self.base_job_id!r} did not publish their scans "
                                      f"within {self._timeout:.0f}s; all {self.count} shards must run at once "
-                                     "(Job parallelism = completions)", reason="ShardsNotRunning")
+                                     "(Job parallelism = completions)", reason=Reason.SHARDS_NOT_RUNNING)
             self._heartbeat()
             self._sleep(0.5)
 
@@ -137,4 +137,4 @@ class ShardPlanner:
 def check_shardable(count: int, compressed: bool) -> None:
     if count > 1 and compressed:
         raise BadInput("a compressed object cannot be split among workers; set parallelism to 1 or store the object "
-                       "uncompressed", reason="InvalidConfiguration")
+                       "uncompressed", reason=Reason.INVALID_CONFIGURATION)

@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from csvkafka_worker.encode import RecordBlock
 from csvkafka_worker.engine import Encodes, Engine, InFlight, SendPlan
-from csvkafka_worker.errors import BadInput, Infrastructure
+from csvkafka_worker.errors import BadInput, Infrastructure, Reason
 from csvkafka_worker.kafka_config import client_base, producer_config
 from csvkafka_worker.positions import PositionRecord
 from csvkafka_worker.spec import SinkSpec
@@ -42,14 +42,14 @@ def probe(sink: SinkSpec, topics: Sequence[str], client_id: str, timeout: float 
         for seen in errors:
             if seen.code() in AUTH_ERRORS or seen.code() == KafkaError._SSL:
                 raise BadInput(f"{where} refused the connection: {seen.str()}; check sink.auth "
-                               "(mechanism, credentials, TLS CA)", reason="KafkaAuthFailed") from error
+                               "(mechanism, credentials, TLS CA)", reason=Reason.KAFKA_AUTH_FAILED) from error
         raise Infrastructure(f"{where} is unreachable ({error.args[0].str()}); check sink.bootstrapServers, "
-                             "network/security groups and TLS settings", reason="KafkaUnreachable") from error
+                             "network/security groups and TLS settings", reason=Reason.KAFKA_UNREACHABLE) from error
     for topic in topics:
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise BadInput(f"topic {topic!r} does not exist on {where}; create it (kafka-topics.sh --create "
-                           f"--topic {topic}) or fix the topic name", reason="TopicNotFound")
+                           f"--topic {topic}) or fix the topic name", reason=Reason.TOPIC_NOT_FOUND)
 
 
 class KafkaSink:
@@ -66,7 +66,7 @@ class KafkaSink:
             self.producer = Producer(config)
         except KafkaException as error:
             raise BadInput(f"the Kafka producer configuration is invalid: {error.args[0].str()}; fix sink.producer "
-                           "(--producer-property)", reason="InvalidConfiguration") from error
+                           "(--producer-property)", reason=Reason.INVALID_CONFIGURATION) from error
         self.sender = bind(self.producer)
         self._in_transaction = False
         if self.transactional:
@@ -74,7 +74,7 @@ class KafkaSink:
                 self.producer.init_transactions(60)
             except KafkaException as error:
                 raise Infrastructure(f"initialising transactions on {sink.bootstrap_servers} failed: "
-                                     f"{error.args[0].str()}", reason="KafkaUnreachable") from error
+                                     f"{error.args[0].str()}", reason=Reason.KAFKA_UNREACHABLE) from error
 
     def fatal_error(self) -> str | None:
         for error in self._errors:
@@ -95,7 +95,7 @@ class KafkaSink:
             self.producer.poll(0)
             fatal = self.fatal_error()
             if fatal is not None:
-                raise Infrastructure(f"the Kafka producer failed: {fatal}", reason="KafkaUnreachable")
+                raise Infrastructure(f"the Kafka producer failed: {fatal}", reason=Reason.KAFKA_UNREACHABLE)
         return flight
 
     def poll(self) -> None:
@@ -120,9 +120,9 @@ class KafkaSink:
             kafka_error = error.args[0]
             if kafka_error.code() == KafkaError._FENCED or "fenced" in kafka_error.str().lower():
                 raise Infrastructure(f"another worker took over job {job_id} (this producer was fenced); "
-                                     "this worker stops, the other one continues", reason="Fenced") from error
+                                     "this worker stops, the other one continues", reason=Reason.FENCED) from error
             raise Infrastructure(f"committing the transaction failed: {kafka_error.str()}",
-                                 reason="KafkaUnreachable") from error
+                                 reason=Reason.KAFKA_UNREACHABLE) from error
         self._in_transaction = False
 
     def abort(self) -> None:

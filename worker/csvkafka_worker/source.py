@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from csvkafka_worker.errors import BadInput, Infrastructure
+from csvkafka_worker.errors import BadInput, Infrastructure, Reason
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,14 @@ def head(client: Any, bucket: str, key: str) -> ObjectInfo:
         code = error.response.get("Error", {}).get("Code", "")
         if code in ("404", "NoSuchKey", "NotFound"):
             raise BadInput(f"source object s3://{bucket}/{key} does not exist; check source.uri "
-                           "(bucket, key, and the region of the bucket)", reason="SourceNotFound") from error
+                           "(bucket, key, and the region of the bucket)", reason=Reason.SOURCE_NOT_FOUND) from error
         if code in ("403", "AccessDenied", "Forbidden"):
             raise BadInput(f"access to s3://{bucket}/{key} is denied; grant s3:GetObject on it to the worker's "
-                           "role (IRSA)", reason="SourceAccessDenied") from error
-        raise Infrastructure(f"S3 HEAD s3://{bucket}/{key} failed: {error}", reason="S3Unavailable") from error
+                           "role (IRSA)", reason=Reason.SOURCE_ACCESS_DENIED) from error
+        raise Infrastructure(f"S3 HEAD s3://{bucket}/{key} failed: {error}", reason=Reason.S3_UNAVAILABLE) from error
     except BotoCoreError as error:
         raise Infrastructure(f"S3 endpoint unreachable for s3://{bucket}/{key}: {error}",
-                             reason="S3Unavailable") from error
+                             reason=Reason.S3_UNAVAILABLE) from error
     return ObjectInfo(bucket, key, int(response["ContentLength"]), str(response.get("ETag", "")).strip('"'))
 
 
@@ -122,14 +122,14 @@ class RangedReader:
                 if code in ("PreconditionFailed", "412"):
                     raise BadInput(f"{self._info.uri} changed while it was being read (ETag is no longer "
                                    f"{self._info.etag}); reset the import to read the new version",
-                                   reason="SourceChanged") from error
+                                   reason=Reason.SOURCE_CHANGED) from error
                 attempts += 1
                 if attempts > 5:
                     raise Infrastructure(f"reading {self._info.uri} at byte {at} failed: {error}",
-                                         reason="S3Unavailable") from error
+                                         reason=Reason.S3_UNAVAILABLE) from error
             except (BotoCoreError, OSError) as error:
                 attempts += 1
                 if attempts > 5:
                     raise Infrastructure(f"reading {self._info.uri} at byte {at} failed: {error}",
-                                         reason="S3Unavailable") from error
+                                         reason=Reason.S3_UNAVAILABLE) from error
         return b"".join(parts)

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from csvkafka_worker.checkpoint import Checkpoint, State, from_item, to_item
-from csvkafka_worker.errors import BadInput, Infrastructure, LeaseHeld
+from csvkafka_worker.errors import BadInput, Infrastructure, LeaseHeld, Reason
 
 
 def dynamodb_client() -> Any:
@@ -49,15 +49,15 @@ class CheckpointStore:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "ResourceNotFoundException":
                 raise BadInput(f"DynamoDB table {self.table!r} does not exist; create it (partition key job_id, "
-                               "type S) or fix checkpoint.table", reason="CheckpointTableNotFound") from error
+                               "type S) or fix checkpoint.table", reason=Reason.CHECKPOINT_TABLE_NOT_FOUND) from error
             if code in ("AccessDeniedException", "UnrecognizedClientException"):
                 raise BadInput(f"access to DynamoDB table {self.table!r} is denied ({code}); grant the worker's "
                                "role dynamodb:GetItem/PutItem/UpdateItem on it",
-                               reason="CheckpointAccessDenied") from error
+                               reason=Reason.CHECKPOINT_ACCESS_DENIED) from error
             raise
         except BotoCoreError as error:
             raise Infrastructure(f"DynamoDB is unreachable for table {self.table!r}: {error}",
-                                 reason="DynamoDBUnavailable") from error
+                                 reason=Reason.DYNAMODB_UNAVAILABLE) from error
 
     def load(self) -> Checkpoint | None:
         return self.peek(self.job_id)
@@ -88,7 +88,7 @@ class CheckpointStore:
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise Infrastructure(f"claiming checkpoint {self.job_id!r}: {error}",
-                                         reason="DynamoDBUnavailable") from error
+                                         reason=Reason.DYNAMODB_UNAVAILABLE) from error
             holder = self.load()
             if holder is None:
                 continue
@@ -99,7 +99,7 @@ class CheckpointStore:
                 raise LeaseHeld(
                     f"job {self.job_id!r} is being imported by another live worker ({holder.owner}, lease renewed "
                     f"until {holder.lease_expires:.0f}); this worker stops. Wait for that one to finish, or stop it",
-                    reason="AlreadyRunning")
+                    reason=Reason.ALREADY_RUNNING)
             self._sleep(min(1.0, max(0.1, (holder.lease_expires or now) - self._clock())))
 
     def save(self, checkpoint: Checkpoint) -> Checkpoint:
@@ -124,9 +124,9 @@ class CheckpointStore:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise LeaseLost(f"another worker took over job {self.job_id!r}; this worker stops without "
-                                "writing further", reason="AlreadyRunning") from error
+                                "writing further", reason=Reason.ALREADY_RUNNING) from error
             raise Infrastructure(f"writing checkpoint {self.job_id!r}: {error}",
-                                 reason="DynamoDBUnavailable") from error
+                                 reason=Reason.DYNAMODB_UNAVAILABLE) from error
 
     def put_unguarded(self, checkpoint: Checkpoint) -> None:
         """For `csvkafka checkpoint set`: a person's decision overrides any lease."""

@@ -64,6 +64,12 @@ class Summary:
         return statistics.median(run.measured.cpu_s for run in self.runs)
 
     @property
+    def engine_ran(self) -> str:
+        """The engine(s) the worker's `start` event says ran ("" if it does not say, or no worker)."""
+        found = {str(e["engine"]) for e in (run.measured.event("start") for run in self.runs) if e and "engine" in e}
+        return ", ".join(sorted(found))
+
+    @property
     def cpu_us_per_row(self) -> float:
         return statistics.median(run.cpu_us_per_row for run in self.runs)
 
@@ -95,16 +101,17 @@ def summarise(runs: Iterable[Run]) -> list[Summary]:
 
 
 def runs_table(summaries: Sequence[Summary]) -> str:
-    lines = ["| contender | what runs | object | rows/s | (range) | MB/s | wall s | start s | rows/s after start | "
-             "CPU s | CPU µs/row | cores | peak RSS MB | records in topic | load avg | result |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = ["| contender | what runs | engine ran | object | rows/s | (range) | MB/s | wall s | start s | "
+             "rows/s after start | CPU s | CPU µs/row | cores | peak RSS MB | records in topic | load avg | result |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for s in summaries:
         run = s.first
         after = f"{s.streaming_rows_per_s:,.0f}" if s.streaming_rows_per_s else ""
         start = f"{s.start_s:.2f}" if s.start_s is not None else ""
         result = "ok" if s.ok else "FAILED: " + "; ".join(r.problem() for r in s.runs if not r.ok)
         lines.append(
-            f"| {s.name} | {run.contender.label} | {run.data.size / MB:,.0f} MB | {s.rows_per_s:,.0f} | {s.spread} | "
+            f"| {s.name} | {run.contender.label} | {s.engine_ran} | {run.data.size / MB:,.0f} MB | "
+            f"{s.rows_per_s:,.0f} | {s.spread} | "
             f"{s.mb_per_s:.1f} | {s.wall_s:.2f} | {start} | {after} | {s.cpu_s:.2f} | {s.cpu_us_per_row:.2f} | "
             f"{s.cores:.2f} | {s.peak_rss / MB:.0f} | {run.records:,} / {run.expected:,} | {s.load} | {result} |")
     return "\n".join(lines)
@@ -165,19 +172,23 @@ def ratios_table(summaries: Sequence[Summary]) -> str:
         if not pairs:
             lines.append("| (no pair measured) | | | | | | |")
         for mine, base in pairs:
-            per_round = [a.rows_per_s / b.rows_per_s for a, b in zip(mine.runs, base.runs, strict=False)
-                         if a.ok and b.ok]
-            spread = f"{min(per_round):.1%} to {max(per_round):.1%}" if len(per_round) > 1 else ""
-            after = ""
-            if mine.streaming_rows_per_s and base.streaming_rows_per_s:
-                after = f"{mine.streaming_rows_per_s / base.streaming_rows_per_s:.1%}"
-            failed = "" if mine.ok else " (FAILED)"
-            lines.append(
-                f"| {mine.name}{failed} / {base.name} | {mine.rows_per_s / base.rows_per_s:.1%} | {spread} | "
-                f"{mine.rows_per_s:,.0f} vs {base.rows_per_s:,.0f} | "
-                f"{mine.cpu_us_per_row / base.cpu_us_per_row:.2f}x | "
-                f"{mine.cpu_us_per_row:.2f} vs {base.cpu_us_per_row:.2f} | {after} |")
+            same = mine.first.contender.engine != base.first.contender.engine and mine.engine_ran \
+                and mine.engine_ran == base.engine_ran
+            lines.append(_ratio_row(mine, base) + (f" (both ran {mine.engine_ran})" if same else "") + " |")
     return "\n".join(lines)
+
+
+def _ratio_row(mine: Summary, base: Summary) -> str:
+    """One line of the ratios table; the last cell is left open for a remark."""
+    per_round = [a.rows_per_s / b.rows_per_s for a, b in zip(mine.runs, base.runs, strict=False) if a.ok and b.ok]
+    spread = f"{min(per_round):.1%} to {max(per_round):.1%}" if len(per_round) > 1 else ""
+    after = ""
+    if mine.streaming_rows_per_s and base.streaming_rows_per_s:
+        after = f"{mine.streaming_rows_per_s / base.streaming_rows_per_s:.1%}"
+    failed = "" if mine.ok else " (FAILED)"
+    return (f"| {mine.name}{failed} / {base.name} | {mine.rows_per_s / base.rows_per_s:.1%} | {spread} | "
+            f"{mine.rows_per_s:,.0f} vs {base.rows_per_s:,.0f} | {mine.cpu_us_per_row / base.cpu_us_per_row:.2f}x | "
+            f"{mine.cpu_us_per_row:.2f} vs {base.cpu_us_per_row:.2f} | {after}")
 
 
 def _sibling(summary: Summary, among: Sequence[Summary], *, delivery: str | None = None,

@@ -26,7 +26,8 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 BUILD_STAGE = DOCKERFILE.split("\nFROM ")[1]
 INSTALL = ("pip wheel --no-deps --wheel-dir /wheels .",
            "/opt/csvkafka/bin/pip install --only-binary=:all: --constraint requirements.lock /wheels/csvkafka-*.whl",
-           "/opt/csvkafka/bin/pip uninstall --yes pip setuptools")
+           "/opt/csvkafka/bin/pip uninstall --yes pip setuptools",
+           "from csvkafka_worker import _native; assert _native.check() is None")
 # The command that has all four subcommands (the worker's own main lacks `operator`).
 OPERATOR_SCRIPT = 'csvkafka = "csvkafka_operator.cli:main"'
 COMMANDS = [["--help"], ["run", "--help"], ["checkpoint", "--help"], ["operator", "--help"]]
@@ -85,6 +86,21 @@ def test_install_is_exactly_the_lock(image_venv: Path) -> None:
                                  for name, version in json.loads(listed.stdout).items()}
     assert installed.pop("csvkafka")
     assert installed == read_lock()
+
+
+def test_the_image_runs_the_native_core(image_venv: Path, tmp_path: Path) -> None:
+    """The wheel carries the native core, it binds to the image's librdkafka, and the worker picks it."""
+    env = {"PATH": f"{image_venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [str(image_venv / "bin" / "python"), "-c",
+         "from csvkafka_worker.engine import choose; from csvkafka_worker.options import EngineChoice; "
+         "from csvkafka_worker.records import Dialect; engine, why = choose(EngineChoice.NATIVE, Dialect(), 'utf-8'); "
+         "print(engine.name, engine.native.__file__)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    name, path = done.stdout.split()
+    assert name == "native"
+    assert Path(path).is_relative_to(image_venv), f"the native core was loaded from {path}, not from the image"
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=" ".join)

@@ -71,17 +71,18 @@ class Summary:
 
     @property
     def cpu_us_per_row(self) -> float:
-        return statistics.median(run.cpu_us_per_row for run in self.runs)
+        """Median CPU seconds per row, in microseconds."""
+        return self.cpu_s * 1e6 / self.first.expected
 
     @property
     def cores(self) -> float:
-        """CPU cores used: median over the runs of CPU seconds / wall seconds."""
-        return statistics.median(run.cores for run in self.runs)
+        """CPU cores used: median CPU seconds over median wall seconds."""
+        return self.cpu_s / self.wall_s
 
     @property
     def rows_per_cpu_s(self) -> float:
-        """Rows/s per core used (rows per CPU second), median over the runs."""
-        return statistics.median(run.rows_per_cpu_s for run in self.runs)
+        """Rows/s per core used (rows per median CPU second); times `cores` it gives `rows_per_s`."""
+        return self.first.expected / self.cpu_s if self.cpu_s > 0 else float("nan")
 
     @property
     def load(self) -> str:

@@ -315,9 +315,12 @@ class Stream:
                     self.send(last)
         except RecordTooLarge as error:
             row = self.start_row + error.rows_before + 1
-            raise BadInput(f"row {row} (byte offset {error.offset}) of {self.info.uri} does not end within "
-                           f"{error.limit} bytes: a quote left open, or a row larger than any Kafka record; fix the "
-                           "quoting there, or raise source.csv.maxRecordBytes", reason=Reason.BAD_INPUT) from error
+            failure = BadInput(f"row {row} (byte offset {error.offset}) of {self.info.uri} does not end within "
+                               f"{error.limit} bytes: a quote left open, or a row larger than any Kafka record; fix "
+                               "the quoting there, or raise source.csv.maxRecordBytes", reason=Reason.BAD_INPUT)
+            # The rows before it are delivered and checkpointed; the import stops there.
+            self.finish(State.FAILED, timeout=60, message=str(failure), reason=failure.reason)
+            raise failure from error
         if interrupted:
             return self.finish(State.INTERRUPTED, timeout=max(1.0, self.imp.run_options.shutdown_timeout - 5))
         return self.finish(State.COMPLETED, timeout=300)

@@ -277,6 +277,8 @@ class Scanner:
         self._blanks: list[int] = []
         self._rows = 0  # rows completed since the start, for errors
         self._max_record = max_record
+        # A record too large, found after complete records that were returned first.
+        self._too_large: RecordTooLarge | None = None
 
     @property
     def offset(self) -> int:
@@ -285,12 +287,14 @@ class Scanner:
 
     def feed(self, chunk: bytes) -> Block | None:
         """Adds a chunk; returns the complete records so far as a block, if there are any."""
+        self._raise_too_large()
         self._buf += chunk
         self._scan(eof=False)
         return self._cut(unterminated=False)
 
     def finish(self) -> Block | None:
         """The end of the input: the rest is the last record, whether or not it has a terminator."""
+        self._raise_too_large()
         self._scan(eof=True)
         n = len(self._buf)
         unterminated = False
@@ -311,9 +315,18 @@ class Scanner:
             if end < 0:
                 too_long = limit < len(self._buf) or (eof and len(self._buf) - self._record_start > self._max_record)
                 if too_long:
-                    raise RecordTooLarge(self._base + self._record_start, self._max_record, self._rows)
+                    error = RecordTooLarge(self._base + self._record_start, self._max_record, self._rows)
+                    if not self._ends:
+                        raise error
+                    # The complete records before it go out first; the error comes with the next call.
+                    self._too_large = error
                 return
             self._push(content_end, end)
+
+    def _raise_too_large(self) -> None:
+        if self._too_large is not None:
+            error, self._too_large = self._too_large, None
+            raise error
 
     def _push(self, content_end: int, end: int) -> None:
         if content_end == self._record_start:

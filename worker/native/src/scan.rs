@@ -72,6 +72,8 @@ pub struct Scanner {
     blanks: Vec<u32>,
     rows: u64,
     max_record: usize,
+    /// A record too large, found after complete records that were returned first.
+    too_large: Option<TooLarge>,
 }
 
 impl Scanner {
@@ -86,6 +88,7 @@ impl Scanner {
             blanks: Vec::new(),
             rows: 0,
             max_record,
+            too_large: None,
         }
     }
 
@@ -101,6 +104,9 @@ impl Scanner {
 
     /// Adds a chunk; returns the complete records so far as a block, if there are any.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Option<BlockData>, TooLarge> {
+        if let Some(error) = self.too_large.take() {
+            return Err(error);
+        }
         self.buf.extend_from_slice(chunk);
         self.scan(false)?;
         Ok(self.cut(false))
@@ -108,6 +114,9 @@ impl Scanner {
 
     /// The end of the input: the rest is the last record, whether or not it has a terminator.
     pub fn finish(&mut self) -> Result<Option<BlockData>, TooLarge> {
+        if let Some(error) = self.too_large.take() {
+            return Err(error);
+        }
         self.scan(true)?;
         let n = self.buf.len();
         let mut unterminated = false;

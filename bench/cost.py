@@ -2,10 +2,12 @@
 
 A contender's rows/s per vCPU is its rows/s divided by the CPU cores it kept busy (CPU seconds over
 wall seconds), i.e. rows per CPU second. A pod with `vcpu` cores is assumed to run at that rate times
-min(vcpu, cores the contender used here): CPU-bound and linear up to the cores it used, and no faster
-beyond them (a worker that used 1.3 cores here gains nothing from a 4th vCPU). S3, the broker and
-the network are assumed not to be the limit. Fargate bills vCPU and memory per second, with a
-one-minute minimum, for the pod's requests, whatever it uses.
+min(vcpu, max(1, cores the contender used here)): CPU-bound, so it keeps one vCPU busy when it has
+one to itself (here it shares two cores with the broker and moto, so it often shows fewer than 1),
+and it uses more than one only as far as it did here (a process that used 1.3 cores gains nothing
+from a 2nd vCPU beyond those 0.3). S3, the broker and the network are assumed not to be the limit.
+Fargate bills vCPU and memory per second, with a one-minute minimum, for the pod's requests,
+whatever it uses.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class Estimate:
 
 def estimate(rows_per_vcpu_s: float, cores_used: float, pod: Pod, rows: int = ROWS) -> Estimate:
     """Importing `rows` on one `pod`, at `rows_per_vcpu_s` per core, on at most `cores_used` cores."""
-    rate = rows_per_vcpu_s * min(pod.vcpu, cores_used)
+    rate = rows_per_vcpu_s * min(pod.vcpu, max(1.0, cores_used))
     return Estimate(pod, rate, rows / rate / 3600)
 
 
@@ -104,8 +106,9 @@ def table(measured: Sequence[Measured], pods: Sequence[Pod] = PODS, rows: int = 
         f"{ON_DEMAND_VCPU_HOUR / SPOT_VCPU_HOUR:.2f}x the Spot figure.",
         "rows/s per vCPU = rows per CPU second of the contender's process tree (user + system), i.e. rows/s "
         "divided by the cores it used (CPU s / wall s). The pod's rows/s = rows/s per vCPU x min(pod vCPU, "
-        "cores used here): CPU-bound, no faster than with the cores it used here. Billed per second, one "
-        "minute minimum, for the pod's requests.",
+        "max(1, cores used here)): CPU-bound, one vCPU kept busy, more only as far as it used more here (where "
+        "it shared 2 cores with the broker and moto). Billed per second, one minute minimum, for the pod's "
+        "requests: a second vCPU that the contender cannot use doubles the bill.",
         "Start-up is included, as measured: a worker's ~1 s of imports, connections and claims weighs on a "
         "1M-row run about 100 times more than on 100M rows, so the worker figures are on the high side "
         "(the runs table's 'rows/s after start' shows the rate without it).",

@@ -174,3 +174,70 @@ def test_sigterm_while_waiting_for_a_dead_workers_lease_stops_at_once(job: Impor
     assert waiting.returncode == 0, stderr
     assert time.monotonic() - started < 5
     assert events(stderr, "waiting-for-lease") and events(stderr, "stopped")
+
+
+def body_with_bad_rows(rows: int, every: int) -> tuple[bytes, set[int]]:
+    """A CSV whose every `every`-th row has a field too few (a dead letter), some with quoted newlines."""
+    lines, bad = [b"id,name,comment\n"], set()
+    for i in range(1, rows + 1):
+        if i % every == 0:
+            lines.append(b"%d,missing-a-field\n" % i)
+            bad.add(i)
+        else:
+            lines.append(b'%d,name-%d,"quoted, %d%s"\n' % (i, i, i, b"\nsecond line" if i % 101 == 0 else b""))
+    return b"".join(lines), bad
+
+
+@pytest.mark.parametrize("delivery", ["exactly-once", "at-least-once"])
+def test_three_shards_with_dead_letters_survive_ten_sigkills(job: Import, delivery: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from tests.conftest import unique_name
+
+    rows = 900_000
+    body, bad = body_with_bad_rows(rows, 997)
+    job.s3.put_object(Bucket=job.bucket, Key="data.csv", Body=body)
+    dlq = unique_name("dlq")
+    admin = AdminClient({"bootstrap.servers": job.bootstrap})
+    admin.create_topics([NewTopic(dlq, 1, 1)])[dlq].result(30)
+    extra = ["--delivery", delivery, "--on-bad-row", "dead-letter", "--dead-letter-topic", dlq]
+
+    def start(shard: int) -> subprocess.Popen[str]:
+        return job.start(*FAST_CHECKPOINTS, "--shard", f"{shard}/3", *extra)
+
+    def progress(shard: int) -> int:
+        item = job.dynamodb.get_item(TableName=job.table, Key={"job_id": {"S": f"{job.job_id}#{shard}/3"}},
+                                     ConsistentRead=True).get("Item", {})
+        return int(item.get("last_line", {}).get("N", "0"))
+
+    rng = random.Random(99)
+    workers = {shard: start(shard) for shard in range(3)}
+    kills = 0
+    deadline = time.monotonic() + 300
+    while kills < 10:
+        assert time.monotonic() < deadline, f"only {kills} kills landed"
+        running = [s for s, w in workers.items() if w.poll() is None]
+        assert running, f"every shard finished after only {kills} kills; use a bigger file"
+        shard = rng.choice(running)
+        before = progress(shard)
+        while progress(shard) <= before and workers[shard].poll() is None:
+            time.sleep(0.05)
+        if workers[shard].poll() is not None:
+            continue
+        time.sleep(rng.uniform(0, 0.3))
+        workers[shard].kill()
+        workers[shard].wait()
+        kills += 1
+        workers[shard] = start(shard)
+    for shard, worker in workers.items():
+        _, stderr = worker.communicate(timeout=300)
+        if worker.returncode != 0:  # a shard killed before it published its scan may have timed out waiting
+            final = run_worker(job.args(*FAST_CHECKPOINTS, "--shard", f"{shard}/3", *extra), timeout=300)
+            assert final.returncode == 0, final.stderr
+    isolation = "read_committed" if delivery == "exactly-once" else "read_uncommitted"
+    counts = job.row_counts(isolation)
+    dead = Counter(int(r.value.split(b",")[0]) for r in consume_all(job.bootstrap, dlq, isolation=isolation))
+    assert set(counts) == set(range(1, rows + 1)) - bad
+    assert set(dead) == bad
+    if delivery == "exactly-once":
+        assert max(counts.values()) == 1 and max(dead.values()) == 1

@@ -61,20 +61,21 @@ def decompress_any(body: bytes, key: str) -> bytes:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_round_trip_equals_python_csv(case: str, s3: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
+def test_round_trip_equals_python_csv(case: str, engine: str, s3: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
                                       bootstrap_servers: str) -> None:
     body, key = CASES[case]
     s3.put_object(Bucket=s3_bucket, Key=key, Body=body)
     result = run_worker(worker_args(source=f"s3://{s3_bucket}/{key}", bootstrap=bootstrap_servers, topic=kafka_topic,
                                     table=checkpoint_table, job_id=case))
     assert result.returncode == 0, result.stderr
+    assert events(result.stderr, "start")[0]["engine"] == engine
     expected = expected_rows(decompress_any(body, key))
     assert consumed_rows(bootstrap_servers, kafka_topic) == expected
     finish = events(result.stderr, "finish")[-1]
     assert finish["rows_sent"] == finish["rows_read"] == sum(expected.values())
 
 
-def test_newlines_inside_quotes_across_read_buffer_boundaries(s3: Any, s3_bucket: str, kafka_topic: str,
+def test_newlines_inside_quotes_across_read_buffer_boundaries(engine: str, s3: Any, s3_bucket: str, kafka_topic: str,
                                                               checkpoint_table: str, bootstrap_servers: str) -> None:
     body = HEADER + b"".join(ROWS * 400)
     s3.put_object(Bucket=s3_bucket, Key="d.csv", Body=body)
@@ -85,7 +86,7 @@ def test_newlines_inside_quotes_across_read_buffer_boundaries(s3: Any, s3_bucket
     assert consumed_rows(bootstrap_servers, kafka_topic) == expected_rows(body)
 
 
-def test_line_format_with_key_column_and_row_headers(s3: Any, s3_bucket: str, kafka_topic: str,
+def test_line_format_with_key_column_and_row_headers(engine: str, s3: Any, s3_bucket: str, kafka_topic: str,
                                                      checkpoint_table: str, bootstrap_servers: str) -> None:
     body = HEADER + b"".join(ROWS)
     s3.put_object(Bucket=s3_bucket, Key="d.csv", Body=body)

@@ -229,11 +229,9 @@ def test_three_shards_with_dead_letters_survive_ten_sigkills(job: Import, delive
         workers[shard].wait()
         kills += 1
         workers[shard] = start(shard)
-    for shard, worker in workers.items():
+    for worker in workers.values():
         _, stderr = worker.communicate(timeout=300)
-        if worker.returncode != 0:  # a shard killed before it published its scan may have timed out waiting
-            final = run_worker(job.args(*FAST_CHECKPOINTS, "--shard", f"{shard}/3", *extra), timeout=300)
-            assert final.returncode == 0, final.stderr
+        assert worker.returncode == 0, stderr
     isolation = "read_committed" if delivery == "exactly-once" else "read_uncommitted"
     counts = job.row_counts(isolation)
     dead = Counter(int(r.value.split(b",")[0]) for r in consume_all(job.bootstrap, dlq, isolation=isolation))

@@ -61,8 +61,8 @@ def decompress_any(body: bytes, key: str) -> bytes:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_round_trip_equals_python_csv(case: str, engine: str, s3: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
-                                      bootstrap_servers: str) -> None:
+def test_round_trip_equals_python_csv(case: str, engine: str, s3: Any, s3_bucket: str, kafka_topic: str,
+                                      checkpoint_table: str, bootstrap_servers: str) -> None:
     body, key = CASES[case]
     s3.put_object(Bucket=s3_bucket, Key=key, Body=body)
     result = run_worker(worker_args(source=f"s3://{s3_bucket}/{key}", bootstrap=bootstrap_servers, topic=kafka_topic,

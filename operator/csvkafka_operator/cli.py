@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 import csvkafka_worker.cli
-from csvkafka_operator import main as operator_main
+from csvkafka_operator import command as operator_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -15,7 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="Bulk-load CSV from Amazon S3 into Apache Kafka, the Kubernetes way.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     csvkafka_worker.cli.register(commands)
-    operator_main.register(commands)
+    operator_command.register(commands)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

@@ -20,21 +20,6 @@ from csvkafka_operator.status import Event
 PREFIX = "csvkafka.io"
 
 
-def register(subparsers: Any) -> None:
-    command = subparsers.add_parser(
-        "operator", help="run the operator that turns CsvKafkaImport resources into Jobs",
-        description="Reconciles CsvKafkaImport resources into Jobs and mirrors their progress into status. "
-                    "Settings come from CSVKAFKA_* environment variables (see csvkafka_operator/settings.py).")
-    command.add_argument("-n", "--namespace", action="append", dest="namespaces", metavar="PATTERN",
-                         help="watch only these namespaces (kopf globs, `!` excludes; repeatable) "
-                              "[env CSVKAFKA_NAMESPACES; default: all]")
-    command.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", metavar="URL",
-                         help="serve the liveness probe here (default %(default)s)")
-    command.add_argument("--log-format", choices=[f.name.lower() for f in kopf.LogFormat], default="full")
-    command.add_argument("-v", "--verbose", action="store_true")
-    command.set_defaults(handler=run)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(os.environ)

@@ -66,3 +66,11 @@ def test_the_plugins_status_shows_every_shard_and_condition() -> None:
     shard_rows = [line.split() for line in report if line[:1].isdigit()]
     assert [(r[0], r[1], r[2]) for r in shard_rows] == [("0", "running", "1,000"), ("1", "interrupted", "500")]
     assert report[-1].split()[:3] == ["Progressing", "True", "Running"]
+
+
+def test_the_operator_commands_log_formats_are_kopfs() -> None:
+    import kopf
+
+    from csvkafka_operator.command import LOG_FORMATS
+
+    assert set(LOG_FORMATS) == {f.name.lower() for f in kopf.LogFormat}

@@ -49,6 +49,9 @@ def worker_identity() -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    # Every block allocates a few containers; at the default thresholds the cyclic collector runs
+    # often for nothing (blocks hold no cycles): collect rarely, and freeze what start-up made.
+    gc.set_threshold(200_000, 50, 1000)
     from csvkafka_worker.importer import Importer
     from csvkafka_worker.source import s3_client
     from csvkafka_worker.store import dynamodb_client
@@ -64,10 +67,7 @@ def run_command(args: argparse.Namespace) -> int:
         log_line(sys.stderr, "stopping", signal=signal.Signals(signum).name,
                  within_seconds=run_options.shutdown_timeout)
 
-    # Every row allocates a few small containers; at the default thresholds the cyclic collector runs
-    # thousands of times a second for nothing (rows hold no cycles). Freeze start-up objects, collect rarely.
     gc.freeze()
-    gc.set_threshold(200_000, 50, 1000)
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
     try:

@@ -31,7 +31,7 @@ from csvkafka_worker.options import RunOptions
 from csvkafka_worker.preamble import Preamble, read_preamble
 from csvkafka_worker.progress import Progress, Snapshot
 from csvkafka_worker.records import Dialect, RecordTooLarge
-from csvkafka_worker.sink import KafkaSink, probe
+from csvkafka_worker.sink import KafkaSink
 from csvkafka_worker.source import ObjectInfo, RangedReader, head
 from csvkafka_worker.spec import BadRowAction, Compression, Delivery, ImportSpec, ValueFormat
 from csvkafka_worker.store import CheckpointStore
@@ -149,7 +149,9 @@ class Importer:
         sink_topics = [self.spec.sink.topic]
         if self.spec.bad_rows.action is BadRowAction.DEAD_LETTER and self.spec.bad_rows.dead_letter_topic:
             sink_topics.append(self.spec.bad_rows.dead_letter_topic)
-        probe(self.spec.sink, sink_topics, self._client_id())
+        self.sink = KafkaSink(self.spec.sink, self._client_id(),
+                              transactional_id(self.job_id) if self.exactly_once else None, self.engine)
+        self.sink.check(sink_topics)
 
         # The run id is stored before anything is produced, so that a crash at any later point
         # resumes this same pass.
@@ -158,8 +160,6 @@ class Importer:
                               started_at=checkpoint.started_at or int(time.time()))
         span = self._shard_range(info, preamble)
         start, counts = self._start_position(info, compression, span)
-        self.sink = KafkaSink(self.spec.sink, self._client_id(),
-                              transactional_id(self.job_id) if self.exactly_once else None, self.engine)
         if self.exactly_once:
             positions.ensure_topic(self.spec.sink, self.positions_topic, self._client_id())
             committed = positions.read_committed_position(self.spec.sink, self.positions_topic, self.job_id,
@@ -192,7 +192,7 @@ class Importer:
 
     def _read_start(self, info: ObjectInfo) -> tuple[Compression, Preamble]:
         """The object's compression (from its first bytes) and its preamble, from one read of its start."""
-        raw = RangedReader(self.s3, info, range_bytes=256 * 1024, prefetch=1).chunks(0)
+        raw = RangedReader(self.s3, info, range_bytes=256 * 1024, piece_bytes=64 * 1024, prefetch=1).chunks(0)
         first = next(raw, b"")
         compression = decompress.detect(info.key, first, self.spec.source.compression)
         stream = decompress.decompressed(itertools.chain([first], raw), compression, info.uri)
@@ -213,7 +213,7 @@ class Importer:
             return shards.ShardRange(preamble.data_start, _UNBOUNDED)
         if cp.range_start is not None and cp.range_end is not None:
             return shards.ShardRange(cp.range_start, cp.range_end)
-        scanner = RangedReader(self.s3, info, range_bytes=1024 * 1024, prefetch=1)
+        scanner = RangedReader(self.s3, info, range_bytes=16 * 1024 * 1024, prefetch=2)
         max_record = self.spec.source.csv.max_record_bytes
 
         def boundary(chunks: Iterator[bytes], state: Any, remaining: int) -> int:

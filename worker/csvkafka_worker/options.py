@@ -99,7 +99,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("metrics-port", "run.metrics_port", "serve Prometheus metrics on this port (0: off)", kind="int"),
     Flag("shutdown-timeout", "run.shutdown_timeout", "seconds from SIGTERM to exit", kind="float"),
     Flag("progress", "run.progress", "progress display", choices=("auto", "bar", "log", "none")),
-    Flag("range-bytes", "run.range_bytes", "bytes per ranged S3 GET (default 8 MiB)", kind="int"),
+    Flag("range-bytes", "run.range_bytes", "bytes per ranged S3 GET (default 64 MiB)", kind="int"),
     Flag("engine", "run.engine", "per-row engine: the native core where it can run (auto), or forced",
          choices=tuple(EngineChoice)),
     Flag("interrupted-exit-code", "run.interrupted_exit_code",
@@ -115,7 +115,7 @@ class RunOptions:
     shutdown_timeout: float = 20.0
     progress: str = "auto"
     interrupted_exit_code: int = 0
-    range_bytes: int = 8 * 1024 * 1024
+    range_bytes: int = 64 * 1024 * 1024
     engine: EngineChoice = EngineChoice.AUTO
 
 

@@ -13,12 +13,11 @@ import time
 from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
 
 from csvkafka_worker.encode import RecordBlock
 from csvkafka_worker.engine import Encodes, Engine, InFlight, SendPlan
 from csvkafka_worker.errors import BadInput, Infrastructure, Reason
-from csvkafka_worker.kafka_config import client_base, producer_config
+from csvkafka_worker.kafka_config import producer_config
 from csvkafka_worker.positions import PositionRecord
 from csvkafka_worker.spec import SinkSpec
 
@@ -28,28 +27,6 @@ AUTH_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED
 # How long one call into the engine may wait for room in librdkafka's queue before Python serves
 # delivery reports (failures only, with the native engine) and looks at the stop flag again.
 QUEUE_WAIT = 0.1
-
-
-def probe(sink: SinkSpec, topics: Sequence[str], client_id: str, timeout: float = 20.0) -> None:
-    """Fails fast, with the fix in the message, when the brokers or a topic are not usable."""
-    errors: list[KafkaError] = []
-    admin = AdminClient({**client_base(sink, client_id), "error_cb": errors.append})  # type: ignore[dict-item]
-    where = f"Kafka at {sink.bootstrap_servers}"
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as error:
-        admin.poll(0)
-        for seen in errors:
-            if seen.code() in AUTH_ERRORS or seen.code() == KafkaError._SSL:
-                raise BadInput(f"{where} refused the connection: {seen.str()}; check sink.auth "
-                               "(mechanism, credentials, TLS CA)", reason=Reason.KAFKA_AUTH_FAILED) from error
-        raise Infrastructure(f"{where} is unreachable ({error.args[0].str()}); check sink.bootstrapServers, "
-                             "network/security groups and TLS settings", reason=Reason.KAFKA_UNREACHABLE) from error
-    for topic in topics:
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None:
-            raise BadInput(f"topic {topic!r} does not exist on {where}; create it (kafka-topics.sh --create "
-                           f"--topic {topic}) or fix the topic name", reason=Reason.TOPIC_NOT_FOUND)
 
 
 class KafkaSink:
@@ -69,11 +46,32 @@ class KafkaSink:
                            "(--producer-property)", reason=Reason.INVALID_CONFIGURATION) from error
         self.sender = bind(self.producer)
         self._in_transaction = False
+
+    def check(self, topics: Sequence[str], timeout: float = 20.0) -> None:
+        """Fails fast, with the fix in the message, when the brokers or a topic are not usable; then
+        makes the producer ready for transactions (exactly-once mode)."""
+        where = f"Kafka at {self.spec.bootstrap_servers}"
+        try:
+            metadata = self.producer.list_topics(timeout=timeout)
+        except KafkaException as error:
+            self.producer.poll(0)
+            for seen in self._errors:
+                if seen.code() in AUTH_ERRORS or seen.code() == KafkaError._SSL:
+                    raise BadInput(f"{where} refused the connection: {seen.str()}; check sink.auth "
+                                   "(mechanism, credentials, TLS CA)", reason=Reason.KAFKA_AUTH_FAILED) from error
+            raise Infrastructure(f"{where} is unreachable ({error.args[0].str()}); check sink.bootstrapServers, "
+                                 "network/security groups and TLS settings",
+                                 reason=Reason.KAFKA_UNREACHABLE) from error
+        for topic in topics:
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None:
+                raise BadInput(f"topic {topic!r} does not exist on {where}; create it (kafka-topics.sh --create "
+                               f"--topic {topic}) or fix the topic name", reason=Reason.TOPIC_NOT_FOUND)
         if self.transactional:
             try:
                 self.producer.init_transactions(60)
             except KafkaException as error:
-                raise Infrastructure(f"initialising transactions on {sink.bootstrap_servers} failed: "
+                raise Infrastructure(f"initialising transactions on {self.spec.bootstrap_servers} failed: "
                                      f"{error.args[0].str()}", reason=Reason.KAFKA_UNREACHABLE) from error
 
     def fatal_error(self) -> str | None:

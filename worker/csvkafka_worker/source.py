@@ -1,9 +1,10 @@
 """Reading an S3 object as a stream of chunks, with ranged GETs, from any byte offset.
 
-Memory stays constant whatever the object's size: at most `prefetch` ranges of `range_bytes` are
-held at once. A background thread fetches the next range while the caller works on the current
-one, so network and CPU overlap. Each range is one GET, retried by botocore on throttling and
-transient errors; a range that still fails is re-requested from where it broke off.
+A background thread streams each range's body in pieces of `piece_bytes` into a queue while the
+caller works, so network and CPU overlap; memory stays constant whatever the object's size (at most
+`prefetch` pieces wait in the queue). Ranges are large (one GET per `range_bytes`: fewer requests,
+less per-request latency); each GET is retried by botocore on throttling and transient errors, and
+a range whose body breaks off is re-requested from where it broke off.
 """
 
 from __future__ import annotations
@@ -61,35 +62,37 @@ def head(client: Any, bucket: str, key: str) -> ObjectInfo:
 class RangedReader:
     """Yields the object's bytes from `start` to `end` (exclusive) in order, prefetching ahead."""
 
-    def __init__(self, client: Any, info: ObjectInfo, *, range_bytes: int = 8 * 1024 * 1024,
-                 prefetch: int = 2) -> None:
+    def __init__(self, client: Any, info: ObjectInfo, *, range_bytes: int = 64 * 1024 * 1024,
+                 piece_bytes: int = 1024 * 1024, prefetch: int = 8) -> None:
         self._client = client
         self._info = info
         self._range_bytes = range_bytes
+        self._piece_bytes = min(piece_bytes, range_bytes)
         self._prefetch = prefetch
 
     def chunks(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         stop = self._info.size if end is None else min(end, self._info.size)
         if start >= stop:
             return
-        ranges: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=self._prefetch)
+        pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=self._prefetch)
         cancelled = threading.Event()
 
         def fetch_all() -> None:
             try:
                 for first in range(start, stop, self._range_bytes):
-                    if cancelled.is_set():
-                        return
-                    ranges.put(self._fetch(first, min(first + self._range_bytes, stop)))
-                ranges.put(None)
+                    for piece in self._fetch(first, min(first + self._range_bytes, stop)):
+                        if cancelled.is_set():
+                            return
+                        pieces.put(piece)
+                pieces.put(None)
             except BaseException as error:  # handed to the consumer, which re-raises it
-                ranges.put(error)
+                pieces.put(error)
 
         fetcher = threading.Thread(target=fetch_all, name="s3-prefetch", daemon=True)
         fetcher.start()
         try:
             while True:
-                item = ranges.get()
+                item = pieces.get()
                 if item is None:
                     return
                 if isinstance(item, BaseException):
@@ -99,12 +102,12 @@ class RangedReader:
             cancelled.set()
             while fetcher.is_alive():
                 try:
-                    ranges.get_nowait()
+                    pieces.get_nowait()
                 except queue.Empty:
                     fetcher.join(0.05)
 
-    def _fetch(self, first: int, stop: int) -> bytes:
-        parts: list[bytes] = []
+    def _fetch(self, first: int, stop: int) -> Iterator[bytes]:
+        """The bytes [first, stop) in pieces, from one GET, or more if the body breaks off."""
         at, attempts = first, 0
         while at < stop:
             try:
@@ -112,11 +115,11 @@ class RangedReader:
                                                    Range=f"bytes={at}-{stop - 1}", IfMatch=f'"{self._info.etag}"')
                 body = response["Body"]
                 while at < stop:
-                    piece = body.read(min(1024 * 1024, stop - at))
+                    piece = body.read(min(self._piece_bytes, stop - at))
                     if not piece:
                         break
-                    parts.append(piece)
                     at += len(piece)
+                    yield piece
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code in ("PreconditionFailed", "412"):
@@ -132,4 +135,3 @@ class RangedReader:
                 if attempts > 5:
                     raise Infrastructure(f"reading {self._info.uri} at byte {at} failed: {error}",
                                          reason=Reason.S3_UNAVAILABLE) from error
-        return b"".join(parts)

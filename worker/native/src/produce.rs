@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::encode::Encoded;
-use crate::flight::{Flight, Tracker};
+use crate::flight::{Flight, Keep, Tracker};
 use crate::rdkafka::{api, Vu, ERR_FATAL, ERR_NO_ERROR, ERR_QUEUE_FULL, ERR_STATE};
 use crate::scan::BlockData;
 
@@ -86,10 +86,13 @@ impl Job {
 }
 
 /// A block being produced: `produce` can stop when librdkafka's queue stays full, and go on later.
+/// Once all of it is produced the job is dropped: from then on only what the messages point into
+/// stays alive, in the tracker, until the last acknowledgement.
 pub struct Sending {
     tracker: Arc<Tracker>,
     flight: Arc<Flight>,
-    job: Job,
+    job: Option<Job>,
+    total: usize,
     next: usize,
 }
 
@@ -101,13 +104,22 @@ impl Sending {
                 bytes.as_ptr() as usize + bytes.len(),
             )
         };
-        let ranges = vec![span(&job.block.data), span(&job.encoded.values)];
-        let keep = Box::new((job.block.clone(), job.encoded.clone()));
-        let flight = tracker.open(job.total(), ranges, keep);
+        // json rows point into the encoded values, line rows and dead letters into the block's bytes.
+        let needs_block = !job.encoded.json || !job.dead_letters.is_empty();
+        let mut ranges = vec![span(&job.encoded.values)];
+        let keep: Keep = if needs_block {
+            ranges.push(span(&job.block.data));
+            Box::new((job.block.clone(), job.encoded.clone()))
+        } else {
+            Box::new(job.encoded.clone())
+        };
+        let total = job.total();
+        let flight = tracker.open(total, ranges, keep);
         Sending {
             tracker,
             flight,
-            job,
+            job: Some(job),
+            total,
             next: 0,
         }
     }
@@ -117,11 +129,14 @@ impl Sending {
     }
 
     pub fn total(&self) -> usize {
-        self.job.total()
+        self.total
     }
 
     /// Produces the rest; Ok(false) when the queue stayed full for `max_wait`.
     pub fn produce(&mut self, max_wait: Duration) -> Result<bool, String> {
+        let Some(job) = self.job.as_ref() else {
+            return Ok(true);
+        };
         let api = api()?;
         let rk = self.tracker.rk();
         if rk.is_null() {
@@ -131,9 +146,10 @@ impl Sending {
         let mut full_since: Option<Instant> = None;
         let mut vus: Vec<Vu> = Vec::with_capacity(10);
         let mut numbers = Numbers::default();
-        while self.next < self.job.total() {
+        let mut fatal = None;
+        while self.next < self.total {
             vus.clear();
-            self.message(self.next, &mut vus, &mut numbers);
+            job.message(self.next, &mut vus, &mut numbers);
             let code = unsafe {
                 let error = (api.produceva)(rk, vus.as_ptr(), vus.len());
                 if error.is_null() {
@@ -158,7 +174,8 @@ impl Sending {
                 }
                 ERR_FATAL | ERR_STATE => {
                     // Nothing more can be produced on this handle: the rest fails at once.
-                    self.give_up(code);
+                    fatal = Some(code);
+                    break;
                 }
                 _ => {
                     self.tracker.settle(&self.flight, 1, code);
@@ -166,20 +183,27 @@ impl Sending {
                 }
             }
         }
+        match fatal {
+            Some(code) => self.give_up(code),
+            None => self.job = None,
+        }
         Ok(true)
     }
 
     fn give_up(&mut self, code: c_int) {
-        let rest = (self.job.total() - self.next) as i64;
+        let rest = (self.total - self.next) as i64;
         if rest > 0 {
             self.tracker.settle(&self.flight, rest, code);
         }
-        self.next = self.job.total();
+        self.next = self.total;
+        self.job = None;
     }
+}
 
+impl Job {
     /// The vus of message `n`: a row, or after the rows a dead letter.
     fn message(&self, n: usize, vus: &mut Vec<Vu>, numbers: &mut Numbers) {
-        let job = &self.job;
+        let job = self;
         if n < job.rows {
             let item = job.encoded.items[n];
             let (start, len) = (item.value.0 as usize, item.value.1 as usize);
@@ -249,7 +273,7 @@ impl Drop for Sending {
     /// A block abandoned before all of it was produced: what was not produced fails, so that the
     /// block still completes and its buffers are freed.
     fn drop(&mut self) {
-        if self.next < self.job.total() {
+        if self.next < self.total {
             self.give_up(ERR_DESTROY);
         }
     }

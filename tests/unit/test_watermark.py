@@ -2,42 +2,86 @@
 
 from __future__ import annotations
 
-from csvkafka_worker.watermark import Counts, DeliveryWatermark, Position
+from dataclasses import dataclass, field
+
+from csvkafka_worker.watermark import Counts, DeliveryWatermark, Position, RowAcks
+
+
+@dataclass
+class CountedAcks:
+    """Acknowledgements counted elsewhere, as the native core counts them (no per-row callback)."""
+
+    outstanding: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def failures(self) -> list[str]:
+        return self.failed
 
 
 def test_position_advances_only_over_the_fully_acknowledged_prefix() -> None:
     wm = DeliveryWatermark(Position(0, 10))
-    first = wm.open_block(Position(100, 1000), Counts(sent=100))
-    first.outstanding = 100
-    second = wm.open_block(Position(200, 2000), Counts(sent=100))
-    second.outstanding = 100
+    first, second = RowAcks(outstanding=100), RowAcks(outstanding=100)
+    wm.open_block(Position(100, 1000), Counts(sent=100), first)
+    wm.open_block(Position(200, 2000), Counts(sent=100), second)
+    assert wm.in_flight == 2
     for _ in range(100):
         second.ack()
     assert wm.position == Position(0, 10)
     for _ in range(99):
         first.ack()
-    assert wm.position == Position(0, 10)
+    assert wm.position == Position(0, 10) and wm.delivered.sent == 0
     first.ack()
     assert wm.position == Position(200, 2000)
     assert wm.delivered.sent == 200 and wm.in_flight == 0
 
 
+def test_blocks_complete_in_the_order_opened() -> None:
+    wm = DeliveryWatermark(Position(5, 50), Counts(sent=5))
+    first, second, third = CountedAcks(3), CountedAcks(0), CountedAcks(2)
+    wm.open_block(Position(8, 80), Counts(sent=3), first)
+    wm.open_block(Position(8, 90), Counts(skipped=1), second)  # nothing to send: only skipped rows
+    wm.open_block(Position(10, 100), Counts(sent=2), third)
+    assert wm.position == Position(5, 50)
+    first.outstanding = 0
+    assert wm.position == Position(8, 90) and wm.in_flight == 1
+    assert (wm.delivered.sent, wm.delivered.skipped) == (8, 1)
+    third.outstanding = 0
+    assert wm.position == Position(10, 100) and wm.delivered.sent == 10
+
+
 def test_a_failed_delivery_holds_the_watermark_and_is_reported() -> None:
     wm = DeliveryWatermark(Position(0, 0), Counts(sent=5))
-    block = wm.open_block(Position(10, 100), Counts(sent=10))
-    block.outstanding = 2
-    block.ack()
-    block.ack("Local: Message timed out")
+    acks = RowAcks(outstanding=2)
+    wm.open_block(Position(10, 100), Counts(sent=10), acks)
+    acks.ack()
+    acks.ack("Local: Message timed out")
+    assert acks.outstanding == 0
     assert wm.position == Position(0, 0)
     assert wm.failures() == ["Local: Message timed out"]
-    assert wm.delivered.sent == 5
+    assert wm.delivered.sent == 5 and wm.in_flight == 1
+
+
+def test_failures_of_every_block_in_flight_are_reported() -> None:
+    wm = DeliveryWatermark(Position(0, 0))
+    wm.open_block(Position(1, 10), Counts(sent=1), CountedAcks(0, ["Broker: Message size too large"]))
+    wm.open_block(Position(2, 20), Counts(sent=1), CountedAcks(1, ["Local: Purged in queue", "and 3 more"]))
+    assert wm.failures() == ["Broker: Message size too large", "Local: Purged in queue", "and 3 more"]
+    assert wm.position == Position(0, 0)
 
 
 def test_dead_lettered_and_skipped_rows_count_once_delivered() -> None:
     wm = DeliveryWatermark(Position(0, 0))
-    block = wm.open_block(Position(3, 30), Counts(sent=1, dead_lettered=1, skipped=1))
-    block.outstanding = 2
-    block.ack()
-    block.ack()
+    acks = RowAcks(outstanding=2)
+    wm.open_block(Position(3, 30), Counts(sent=1, dead_lettered=1, skipped=1), acks)
+    acks.ack()
+    assert wm.delivered == Counts()
+    acks.ack()
     assert wm.position == Position(3, 30)
     assert (wm.delivered.sent, wm.delivered.dead_lettered, wm.delivered.skipped) == (1, 1, 1)
+    assert wm.position == Position(3, 30) and wm.delivered.sent == 1  # counted once
+
+
+def test_counts_add_up() -> None:
+    total = Counts(1, 2, 3)
+    total.add(Counts(10, 20, 30))
+    assert total == Counts(sent=11, dead_lettered=22, skipped=33)

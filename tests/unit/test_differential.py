@@ -405,11 +405,9 @@ def test_records_within_the_limit_are_never_refused(name: str, d: Dialect, data:
     assert records_of(scan(engine, body, cuts, max_record=max(longest, 1))) == records_of(scan(engine, body, cuts))
 
 
-# -- disagreements found (strict xfails: they pass once fixed, and then fail to say so) --------------
+# -- disagreements found once, now fixed -------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="content_end puts an escaped \\r before the terminating \\n in the "
-                   "terminator (records._terminator_start, csv.rs terminator_start): the record's content loses it")
 @pytest.mark.parametrize("name", ENGINE_PARAMS)
 def test_an_escaped_cr_before_the_line_feed_is_content(name: str) -> None:
     d = Dialect(escape=ord("\\"))
@@ -420,11 +418,7 @@ def test_an_escaped_cr_before_the_line_feed_is_content(name: str) -> None:
     assert parse_alone(blocks[0].record(0), d) == ["a\r"]
 
 
-@pytest.mark.parametrize("name", [
-    "python",
-    pytest.param("native", marks=[needs_native, pytest.mark.xfail(
-        strict=True, reason="scan.rs Scanner::scan returns TooLarge at once instead of keeping it in too_large "
-        "after complete records: those records are never returned")])])
+@pytest.mark.parametrize("name", ENGINE_PARAMS)
 def test_the_complete_records_before_a_record_over_the_limit_come_out_first(name: str) -> None:
     engine = make_engine(name)
     scanner = engine.scanner(0, 8, State.START_RECORD)

@@ -209,6 +209,7 @@ class NativeEngine:
     def __init__(self, dialect: records.Dialect, native: Any) -> None:
         self.dialect = dialect
         self.native = native
+        native.keep_freed_buffers()
         self._dialect = {"delimiter": dialect.delimiter, "quote": dialect.quote, "escape": dialect.escape,
                          "doublequote": dialect.doublequote}
 

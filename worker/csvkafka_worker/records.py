@@ -142,10 +142,13 @@ class Machine:
         elif s is State.ESCAPE_IN_QUOTED_FIELD:
             self.state = State.IN_QUOTED_FIELD
 
-    def step(self, data: bytes | bytearray, i: int) -> int:
+    def step(self, data: bytes | bytearray, i: int) -> tuple[int, int]:
         """Feeds `data[i]` (with the `\\n` of a `\\r\\n`, and the end of its line after a line
-        break); returns the index after what it consumed. A `\\r` ending `data` ends its line."""
+        break); returns the index after what it consumed, and where the content of a record ending
+        there ends (the line terminator's start, unless it began with an escaped `\\r`: data). A `\\r`
+        ending `data` ends its line."""
         c = data[i]
+        content_end = i + 1 if self.state is State.ESCAPED_CHAR else i
         self.byte(c)
         i += 1
         if c == CR:
@@ -155,7 +158,7 @@ class Machine:
             self.eol()
         elif c == LF:
             self.eol()
-        return i
+        return i, content_end
 
     def next_boundary(self, data: bytes | bytearray, at: int, eof: bool) -> tuple[int, int, int]:
         """Runs the machine from `data[at]` until a record completes or the data runs out.
@@ -185,9 +188,9 @@ class Machine:
                     break
             if data[i] == CR and i + 1 == n and not eof:
                 break  # is it \r\n? the next chunk tells
-            i = self.step(data, i)
+            i, content_end = self.step(data, i)
             if self.state is State.START_RECORD:
-                return _terminator_start(data, i), i, i
+                return content_end, i, i
         return -1, -1, i
 
     def end_of_input(self, line_pending: bool) -> bool:
@@ -210,10 +213,6 @@ def _after_unquoted_run(before: State, data: bytes | bytearray, start: int, stop
     if before is State.AFTER_ESCAPED_CRNL and data.find(delimiter, start, stop) < 0:
         return before
     return State.IN_FIELD
-
-
-def _terminator_start(data: bytes | bytearray, end: int) -> int:
-    return end - 2 if end >= 2 and data[end - 2] == CR and data[end - 1] == LF else end - 1
 
 
 @dataclass
@@ -373,6 +372,6 @@ def transfer(dialect: Dialect, data: bytes, length: int) -> tuple[State, ...]:
                 machine.byte(CR)
                 i += 1
                 continue
-            i = machine.step(view, i)
+            i, _ = machine.step(view, i)
         out.append(machine.state)
     return tuple(out)

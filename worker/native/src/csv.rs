@@ -246,9 +246,9 @@ impl Machine {
             if data[i] == b'\r' && i + 1 == n && !eof {
                 break; // is it \r\n? the next chunk tells
             }
-            if let Some(end) = self.step(data, &mut i, f) {
+            if let Some(record) = self.step(data, &mut i, f) {
                 *at = i;
-                return Some((terminator_start(data, end), end));
+                return Some(record);
             }
         }
         *at = i;
@@ -256,15 +256,17 @@ impl Machine {
     }
 
     /// Feeds `data[*i]` (with the `\n` of a `\r\n`, and the end of the line after a line break)
-    /// to the machine. Returns where the record ends if it just did. A `\r` that ends `data` is
-    /// taken to end its line.
+    /// to the machine. Returns where the record's content and the record end if it just did. A `\r`
+    /// that ends `data` is taken to end its line.
     #[inline(always)]
-    fn step<F: Fields>(&mut self, data: &[u8], i: &mut usize, f: &mut F) -> Option<usize> {
+    fn step<F: Fields>(&mut self, data: &[u8], i: &mut usize, f: &mut F) -> Option<(usize, usize)> {
         let n = data.len();
-        let c = data[*i];
+        let at = *i;
+        let c = data[at];
+        let escaped = self.state == State::EscapedChar;
         if c == b'\r' {
             self.byte(c, f);
-            if *i + 1 < n && data[*i + 1] == b'\n' {
+            if at + 1 < n && data[at + 1] == b'\n' {
                 self.byte(b'\n', f);
                 *i += 2;
             } else {
@@ -278,7 +280,10 @@ impl Machine {
                 self.eol(f);
             }
         }
-        (self.state == State::StartRecord).then_some(*i)
+        // The content ends where the line's terminator starts: at this byte, unless it was an
+        // escaped \r (data) before the \n that ended the record.
+        let content_end = if escaped { at + 1 } else { at };
+        (self.state == State::StartRecord).then_some((content_end, *i))
     }
 
     /// `next_record` for boundaries only, faster: it jumps over the bytes that cannot change the
@@ -336,9 +341,9 @@ impl Machine {
             if data[i] == b'\r' && i + 1 == n && !eof {
                 break; // is it \r\n? the next chunk tells
             }
-            if let Some(end) = self.step(data, &mut i, &mut NoFields) {
+            if let Some(record) = self.step(data, &mut i, &mut NoFields) {
                 *at = i;
-                return Some((terminator_start(data, end), end));
+                return Some(record);
             }
         }
         *at = i;
@@ -364,16 +369,6 @@ impl Machine {
             self.state,
             State::InQuotedField | State::EscapeInQuotedField
         )
-    }
-}
-
-/// Where the line terminator that ends at `end` starts (`\r\n`, `\n` or `\r`).
-#[inline(always)]
-pub fn terminator_start(data: &[u8], end: usize) -> usize {
-    if end >= 2 && data[end - 1] == b'\n' && data[end - 2] == b'\r' {
-        end - 2
-    } else {
-        end - 1
     }
 }
 

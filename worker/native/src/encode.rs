@@ -108,7 +108,7 @@ impl Encoder {
             }
             let values_start = out.values.len();
             let key = if parse {
-                match self.fields(block.with_terminator(i), &mut out) {
+                match self.fields(content, block.with_terminator(i), &mut out) {
                     Ok(key) => key,
                     Err(bad) => {
                         out.bad.push((i as u32, bad));
@@ -145,7 +145,14 @@ impl Encoder {
 
     /// Parses a record: its json value goes to `out.values` (all but the closing brace), its key
     /// field to `out.keys`. On a wrong field count nothing is left in either.
-    fn fields(&self, record: &[u8], out: &mut Encoded) -> Result<Option<(u32, u32)>, Bad> {
+    ///
+    /// `content` is the record without its terminator, `record` with it.
+    fn fields(
+        &self,
+        content: &[u8],
+        record: &[u8],
+        out: &mut Encoded,
+    ) -> Result<Option<(u32, u32)>, Bad> {
         let values_start = out.values.len();
         let keys_start = out.keys.len();
         let mut sink = JsonFields {
@@ -157,7 +164,24 @@ impl Encoder {
             field: 0,
             started: false,
         };
-        parse_record(self.dialect, record, &mut sink);
+        let plain = match self.dialect.escape {
+            256 => memchr::memchr(self.dialect.quote, content).is_none(),
+            escape => memchr::memchr2(self.dialect.quote, escape as u8, content).is_none(),
+        };
+        if plain {
+            // No quote and no escape: the machine would only ever split at delimiters (a line break
+            // can only end such a record), so the fields are the pieces between them.
+            let mut start = 0;
+            for at in memchr::memchr_iter(self.dialect.delimiter, content) {
+                sink.add_run(&content[start..at]);
+                sink.save();
+                start = at + 1;
+            }
+            sink.add_run(&content[start..]);
+            sink.save();
+        } else {
+            parse_record(self.dialect, record, &mut sink);
+        }
         let count = sink.field;
         if count != self.width() {
             out.values.truncate(values_start);

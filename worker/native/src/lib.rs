@@ -403,6 +403,20 @@ fn librdkafka_version() -> PyResult<i32> {
         .map_err(PyRuntimeError::new_err)
 }
 
+/// Keeps freed block buffers in the heap for the next blocks (glibc only): without it, every 1 MiB
+/// block is a fresh mmap whose pages fault in one by one, and are given back when it is freed.
+/// Process-wide, so the worker asks for it; importing this module changes nothing.
+#[pyfunction]
+fn keep_freed_buffers() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024 * 1024) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, 256 * 1024 * 1024) == 1
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
+
 #[pyfunction]
 fn new_token() -> u64 {
     flight::new_token()
@@ -434,6 +448,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(librdkafka_version, m)?)?;
     m.add_function(wrap_pyfunction!(new_token, m)?)?;
+    m.add_function(wrap_pyfunction!(keep_freed_buffers, m)?)?;
     m.add_function(wrap_pyfunction!(attach, m)?)?;
     Ok(())
 }

@@ -146,6 +146,10 @@ impl Sending {
         let mut full_since: Option<Instant> = None;
         let mut vus: Vec<Vu> = Vec::with_capacity(10);
         let mut numbers = Numbers::default();
+        // One CreateTime per call (ms resolution): the rows of a block are produced within it anyway.
+        numbers.timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let mut fatal = None;
         while self.next < self.total {
             vus.clear();
@@ -220,6 +224,7 @@ impl Job {
                 ));
             }
             vus.push(Vu::no_copy());
+            vus.push(Vu::timestamp(numbers.timestamp));
             if job.row_headers {
                 vus.push(Vu::header(SOURCE, &job.source));
                 vus.push(Vu::header(
@@ -257,6 +262,7 @@ impl Job {
         vus.push(Vu::topic(topic));
         vus.push(Vu::value(&content[..content.len().min(room)]));
         vus.push(Vu::no_copy());
+        vus.push(Vu::timestamp(numbers.timestamp));
         for (name, value) in headers {
             vus.push(Vu::header(name, value));
         }
@@ -282,6 +288,7 @@ impl Drop for Sending {
 /// Decimal digits of header values (librdkafka copies header values while producing).
 #[derive(Default)]
 struct Numbers {
+    timestamp: i64,
     row: Digits,
     offset: Digits,
     size: Digits,

@@ -147,10 +147,15 @@ impl Scanner {
                     if limit < self.buf.len()
                         || (eof && self.buf.len() - self.record_start > self.max_record)
                     {
-                        return Err(TooLarge {
+                        let error = TooLarge {
                             offset: self.base + self.record_start as u64,
                             rows_before: self.rows,
-                        });
+                        };
+                        if self.records.is_empty() {
+                            return Err(error);
+                        }
+                        // The complete records before it go out first; the error comes with the next call.
+                        self.too_large = Some(error);
                     }
                     return Ok(());
                 }

@@ -49,12 +49,12 @@ ENGINE_PARAMS = [engine_param(name) for name in ENGINES]
 RFC4180 = Dialect()
 
 
-def make_engine(name: str, dialect: Dialect = RFC4180) -> Engine:
+def make_engine(name: str, dialect: Dialect = RFC4180, encoding: str = "utf-8") -> Engine:
     if name == "python":
-        return PythonEngine(dialect, "utf-8")
+        return PythonEngine(dialect, encoding)
     if NATIVE is None:
         pytest.skip(NATIVE_MISSING)
-    return NativeEngine(dialect, NATIVE)
+    return NativeEngine(dialect, NATIVE, encoding)
 
 
 def dialect_kwargs(dialect: Dialect) -> dict[str, Any]:

@@ -166,6 +166,21 @@ def test_both_engines_encode_the_same_values_keys_and_bad_records(
         assert not set(out.indices) & set(bad)
 
 
+@needs_native
+@SETTINGS
+@given(d=DIALECTS, data=st.binary(max_size=120), encoding=st.sampled_from(["ascii", "latin-1", "cp1252"]),
+       json=st.booleans(), keyed=st.booleans())
+def test_single_byte_encodings_encode_the_same_on_both_engines(d: Dialect, data: bytes, encoding: str, json: bool,
+                                                               keyed: bool) -> None:
+    """Any bytes at all: the native core transcodes json values to UTF-8 as Python's codecs do, keeps
+    keys and line values in the file's encoding, and finds the same undecodable bytes."""
+    header = ("k", "v", "w")
+    outputs = {name: [encode(make_engine(name, d, encoding), b, header, json=json,
+                             key_column="k" if keyed else None, max_value=1 << 20)
+                      for b in scan(make_engine(name, d, encoding), data)] for name in ("python", "native")}
+    assert outputs["native"] == outputs["python"]
+
+
 @pytest.mark.parametrize("name", ENGINE_PARAMS)
 @SETTINGS
 @given(case=cases(), json=st.booleans(), keyed=st.booleans(), width_delta=st.sampled_from([0, 0, 0, 1, -1]))

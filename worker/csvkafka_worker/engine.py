@@ -10,6 +10,7 @@ record stay with confluent-kafka, and a transaction's commit or abort covers the
 
 from __future__ import annotations
 
+import codecs
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -206,9 +207,10 @@ class PythonFlight:
 class NativeEngine:
     name = "native"
 
-    def __init__(self, dialect: records.Dialect, native: Any) -> None:
+    def __init__(self, dialect: records.Dialect, native: Any, encoding: str = "utf-8") -> None:
         self.dialect = dialect
         self.native = native
+        self.encoding = codecs.lookup(encoding).name
         native.keep_freed_buffers()
         self._dialect = {"delimiter": dialect.delimiter, "quote": dialect.quote, "escape": dialect.escape,
                          "doublequote": dialect.doublequote}
@@ -222,8 +224,8 @@ class NativeEngine:
 
     def encoder(self, header: tuple[str, ...], *, json: bool, key_column: str | None, max_value: int) -> Encoder:
         key_index = header.index(key_column) if key_column is not None else None
-        return NativeEncoder(self.native.Encoder(names=list(header), json=json, key_index=key_index,
-                                                 max_value=max_value, **self._dialect))
+        return NativeEncoder(self.native.Encoder(encoding=self.encoding, names=list(header), json=json,
+                                                 key_index=key_index, max_value=max_value, **self._dialect))
 
     def producer_settings(self) -> tuple[dict[str, Any], Callable[[Producer], Sender]]:
         token = self.native.new_token()
@@ -328,12 +330,14 @@ def first_boundary(engine: Engine, chunks: Iterator[bytes], state: records.State
 # -- the choice -------------------------------------------------------------------------------------
 
 
+# The encodings the native core reads (codecs.lookup(...).name); the others run on the Python path.
+NATIVE_ENCODINGS = ("utf-8", "utf-8-sig", "ascii", "iso8859-1", "cp1252")
+
+
 def native_unavailable(encoding: str) -> tuple[Any, str | None]:
     """The native module, or why it cannot run here."""
-    import codecs
-
-    if codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
-        return None, f"the native core reads UTF-8, and this object is {encoding}"
+    if codecs.lookup(encoding).name not in NATIVE_ENCODINGS:
+        return None, f"the native core reads UTF-8, ASCII, Latin-1 and cp1252, and this object is {encoding}"
     try:
         import confluent_kafka  # noqa: F401  (librdkafka must be loaded before the core binds to it)
 
@@ -350,7 +354,7 @@ def choose(choice: EngineChoice, dialect: records.Dialect, encoding: str) -> tup
         return PythonEngine(dialect, encoding), "--engine python"
     native, why_not = native_unavailable(encoding)
     if native is not None:
-        return NativeEngine(dialect, native), "the native core"
+        return NativeEngine(dialect, native, encoding), "the native core"
     if choice is EngineChoice.NATIVE:
         raise ConfigError(f"--engine native cannot run here: {why_not}; use --engine auto or python")
     return PythonEngine(dialect, encoding), f"{why_not}: the Python path runs instead"

@@ -37,8 +37,64 @@ pub struct Encoded {
     pub bad: Vec<(u32, Bad)>,
 }
 
+/// The text encodings the native core reads. Others run on the Python path.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Charset {
+    Utf8,
+    Ascii,
+    /// ISO-8859-1: every byte is the code point of the same number.
+    Latin1,
+    /// Windows-1252: Latin-1 but for 0x80-0x9F, five of which are undefined.
+    Cp1252,
+}
+
+impl Charset {
+    pub fn named(name: &str) -> Option<Charset> {
+        match name {
+            "utf-8" | "utf-8-sig" => Some(Charset::Utf8),
+            "ascii" => Some(Charset::Ascii),
+            "iso8859-1" | "latin-1" => Some(Charset::Latin1),
+            "cp1252" => Some(Charset::Cp1252),
+            _ => None,
+        }
+    }
+
+    /// Where the bytes stop being valid text in this encoding, if they do.
+    fn invalid_at(self, bytes: &[u8]) -> Option<usize> {
+        match self {
+            Charset::Utf8 => std::str::from_utf8(bytes).err().map(|e| e.valid_up_to()),
+            Charset::Ascii => bytes.iter().position(|&c| c >= 0x80),
+            Charset::Latin1 => None,
+            Charset::Cp1252 => bytes
+                .iter()
+                .position(|&c| c & 0xe0 == 0x80 && CP1252_HIGH[(c & 0x1f) as usize] == 0),
+        }
+    }
+
+    /// Whether bytes of 0x80 and above must be rewritten as UTF-8 in json values.
+    fn transcodes(self) -> bool {
+        matches!(self, Charset::Latin1 | Charset::Cp1252)
+    }
+
+    /// The Unicode code point of a byte of 0x80 or above (valid ones only).
+    fn code_point(self, c: u8) -> u32 {
+        match self {
+            Charset::Cp1252 if c < 0xa0 => CP1252_HIGH[(c & 0x1f) as usize] as u32,
+            _ => c as u32,
+        }
+    }
+}
+
+/// Windows-1252's 0x80-0x9F as code points (0: undefined), as Python's cp1252 codec has them.
+const CP1252_HIGH: [u16; 32] = [
+    0x20ac, 0, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039,
+    0x0152, 0, 0x017d, 0, 0, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc,
+    0x2122, 0x0161, 0x203a, 0x0153, 0, 0x017e, 0x0178,
+];
+
 pub struct Encoder {
     dialect: Dialect,
+    charset: Charset,
     /// `{"name":"` for the first column, `","name":"` for the others, JSON-escaped.
     prefixes: Vec<Vec<u8>>,
     json: bool,
@@ -49,6 +105,7 @@ pub struct Encoder {
 impl Encoder {
     pub fn new(
         dialect: Dialect,
+        charset: Charset,
         names: &[String],
         json: bool,
         key_index: Option<usize>,
@@ -60,13 +117,14 @@ impl Encoder {
             .map(|(i, name)| {
                 let mut p = Vec::with_capacity(name.len() + 6);
                 p.extend_from_slice(if i == 0 { b"{\"" } else { b"\",\"" });
-                escape_into(&mut p, name.as_bytes());
+                escape_into(&mut p, name.as_bytes(), Charset::Utf8);
                 p.extend_from_slice(b"\":\"");
                 p
             })
             .collect();
         Encoder {
             dialect,
+            charset,
             prefixes,
             json,
             key_index,
@@ -102,8 +160,8 @@ impl Encoder {
                 out.bad.push((i as u32, Bad::Unterminated));
                 continue;
             }
-            if let Err(error) = std::str::from_utf8(content) {
-                out.bad.push((i as u32, Bad::Encoding(error.valid_up_to())));
+            if let Some(at) = self.charset.invalid_at(content) {
+                out.bad.push((i as u32, Bad::Encoding(at)));
                 continue;
             }
             let values_start = out.values.len();
@@ -159,6 +217,7 @@ impl Encoder {
             values: &mut out.values,
             keys: &mut out.keys,
             prefixes: &self.prefixes,
+            charset: self.charset,
             json: self.json,
             key_index: self.key_index,
             field: 0,
@@ -199,6 +258,7 @@ struct JsonFields<'a> {
     values: &'a mut Vec<u8>,
     keys: &'a mut Vec<u8>,
     prefixes: &'a [Vec<u8>],
+    charset: Charset,
     json: bool,
     key_index: Option<usize>,
     field: usize,
@@ -237,7 +297,7 @@ impl Fields for JsonFields<'_> {
             return;
         }
         if self.json {
-            escape_into(self.values, run);
+            escape_into(self.values, run, self.charset);
         }
         if self.key_index == Some(self.field) {
             self.keys.extend_from_slice(run);
@@ -272,19 +332,20 @@ const NEEDS_ESCAPE: [bool; 256] = {
 /// JSON string escaping as orjson does it: `"` and `\`, the short forms \b \t \n \f \r, other
 /// control characters as \u00xx (lowercase), everything else (DEL and non-ASCII included) as is.
 #[inline(always)]
-pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8], charset: Charset) {
+    let high = charset.transcodes();
     // Eight bytes at a time: most fields need no escaping at all.
     let mut word_start = 0;
     while word_start + 8 <= bytes.len() {
         let word = u64::from_le_bytes(bytes[word_start..word_start + 8].try_into().unwrap());
-        if needs_escape(word) {
+        if needs_escape(word) || (high && word & 0x8080_8080_8080_8080 != 0) {
             break;
         }
         word_start += 8;
     }
     let mut run = 0;
     for (i, &c) in bytes.iter().enumerate().skip(word_start) {
-        if !NEEDS_ESCAPE[c as usize] {
+        if !NEEDS_ESCAPE[c as usize] && !(high && c >= 0x80) {
             continue;
         }
         out.extend_from_slice(&bytes[run..i]);
@@ -297,6 +358,13 @@ pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
             b'\n' => out.extend_from_slice(b"\\n"),
             0x0c => out.extend_from_slice(b"\\f"),
             b'\r' => out.extend_from_slice(b"\\r"),
+            0x80..=0xff => {
+                let mut utf8 = [0u8; 4];
+                let text = char::from_u32(charset.code_point(c))
+                    .unwrap_or('\u{fffd}')
+                    .encode_utf8(&mut utf8);
+                out.extend_from_slice(text.as_bytes());
+            }
             _ => out.extend_from_slice(&[
                 b'\\',
                 b'u',

@@ -274,13 +274,15 @@ struct Encoder {
 #[pymethods]
 impl Encoder {
     #[new]
-    #[pyo3(signature = (*, delimiter, quote, escape, doublequote, names, json, key_index, max_value))]
+    /// `encoding`: a Python codec name (codecs.lookup(...).name) the native core reads.
+    #[pyo3(signature = (*, delimiter, quote, escape, doublequote, encoding, names, json, key_index, max_value))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         delimiter: u8,
         quote: u8,
         escape: Option<u8>,
         doublequote: bool,
+        encoding: &str,
         names: Vec<String>,
         json: bool,
         key_index: Option<usize>,
@@ -290,8 +292,11 @@ impl Encoder {
             return Err(PyValueError::new_err("no column names"));
         }
         let d = dialect(delimiter, quote, escape, doublequote);
+        let charset = encode::Charset::named(encoding).ok_or_else(|| {
+            PyValueError::new_err(format!("the native core does not read {encoding}"))
+        })?;
         Ok(Encoder {
-            inner: encode::Encoder::new(d, &names, json, key_index, max_value),
+            inner: encode::Encoder::new(d, charset, &names, json, key_index, max_value),
         })
     }
 

@@ -4,6 +4,7 @@
     python -m bench --repeat 3             # each throughput contender 3 times, medians reported
     python -m bench --only kcat,line-alo   # some contenders (names or groups, see --help)
     python -m bench --only rss-big,resume-big   # the 2 GB and 1 GB objects (slow)
+    python -m bench --only open-quote      # what an unterminated quote costs, on both engines
     python -m bench --engine-via omit --only baseline,python   # a worker without --engine yet
 
 The engine contenders (json-native, line-python-nohdr, json-native-eos, ...) pick the worker's engine
@@ -23,10 +24,11 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import contenders, data, machine, report
-from bench.scenarios import Bench, ResumeResult, Run, resume
+from bench.scenarios import Bench, OpenQuoteResult, ResumeResult, Run, open_quote, resume
 from bench.stack import Stack, stack_env
 
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -39,10 +41,14 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "exp": tuple(c.name for c in contenders.EXPERIMENTS),
     "profile": ("profile-json", "profile-line"),
     "big": ("rss-big", "resume-big"),
+    "errors": ("open-quote",),
 }
-GROUPS["all"] = tuple(dict.fromkeys(name for group in ("core", "noengine", "floor", "exp", "profile", "big")
+GROUPS["all"] = tuple(dict.fromkeys(name for group in ("core", "noengine", "floor", "exp", "profile", "big", "errors")
                                     for name in GROUPS[group]))
-SCENARIOS = ("resume", "profile-json", "profile-line", "rss-big", "resume-big")
+SCENARIOS = ("resume", "profile-json", "profile-line", "rss-big", "resume-big", "open-quote")
+# Scenarios that run the main object (--rows); without them and without contenders it is not generated.
+ON_MAIN = ("resume", "profile-json", "profile-line")
+ENGINE_SCENARIOS = ("open-quote",)  # scenarios that run each engine, named like the engine contenders
 CACHE = Path.home() / ".cache" / "csvkafka"
 
 
@@ -79,7 +85,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def engine_via(requested: str, chosen: list[str]) -> tuple[str, str]:
     """How the chosen engine contenders will name their engine, and a line for the report."""
-    if not any(contenders.ALL[name].engine for name in chosen if name in contenders.ALL):
+    if not any(contenders.ALL[name].engine for name in chosen if name in contenders.ALL) \
+            and not any(name in ENGINE_SCENARIOS for name in chosen):
         return requested, ""
     has_flag = contenders.worker_has_engine_flag()
     via = requested if requested != "auto" else "flag" if has_flag else "omit"
@@ -116,19 +123,44 @@ def _stop(signum: int, _frame: object) -> None:
 
 def render(argv: list[str], repeat: int, summaries: list[report.Summary], resumed: ResumeResult | None,
            sections: list[str], engine_note: str) -> str:
+    """The report; without throughput runs (e.g. --only open-quote) only the sections of what ran."""
     return "\n\n".join([
         f"## Results {time.strftime('%Y-%m-%d %H:%M %Z')}",
         "Command: `python -m bench " + shlex.join(argv) + "`" if argv else "Command: `python -m bench`",
         *([engine_note] if engine_note else []),
         "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in machine.describe())]),
-        f"### Runs (median of {repeat})\n\n" + report.runs_table(summaries)
-        + "\n\nCPU s: user + system time of the contender's process tree (from wait4); CPU µs/row = CPU s / rows; "
-        "cores = CPU s / wall s. The broker's and moto's CPU are not included.",
-        f"### Ratios (medians of {repeat})\n\n" + report.ratios_table(summaries),
-        "### Targets\n\n" + report.targets_table(summaries, resumed),
-        "### Cost of 100M rows on AWS Fargate Spot (us-east-1)\n\n" + report.cost_table(summaries),
+        *([f"### Runs (median of {repeat})\n\n" + report.runs_table(summaries)
+           + "\n\nCPU s: user + system time of the contender's process tree (from wait4); CPU µs/row = CPU s / rows; "
+           "cores = CPU s / wall s. The broker's and moto's CPU are not included.",
+           f"### Ratios (medians of {repeat})\n\n" + report.ratios_table(summaries)] if summaries else []),
+        *(["### Targets\n\n" + report.targets_table(summaries, resumed)] if summaries or resumed else []),
+        *(["### Cost of 100M rows on AWS Fargate Spot (us-east-1)\n\n" + report.cost_table(summaries)]
+          if summaries else []),
         *sections,
     ]) + "\n"
+
+
+def main_object(stack: Stack, data_dir: Path, rows: int, say: Callable[[str], None]) -> tuple[data.DataFile, str, str]:
+    """The main object (--rows), generated on first use and uploaded: (file, URI, ETag)."""
+    main_data = data.ensure(data_dir, rows)
+    say(f"main object: {main_data.rows:,} rows, {main_data.size / 1e6:,.1f} MB ({main_data.path})")
+    uri, etag = stack.upload(main_data.path)
+    return main_data, uri, etag
+
+
+def run_open_quote(bench: Bench, data_dir: Path, via: str, sections: list[str]) -> OpenQuoteResult:
+    """The open-quote scenario on its own object (and the clean rows before its bad row); adds its section."""
+    bad = data.ensure_open_quote(data_dir)
+    bench.say(f"open-quote object: {bad.data.rows:,} rows, {bad.data.size / 1e6:,.1f} MB, row {bad.bad_row:,} "
+              f"opens a quote at byte {bad.bad_offset:,} ({bad.data.path})")
+    bad_uri, _ = bench.stack.upload(bad.data.path)
+    clean_uri, _ = bench.stack.upload(bad.clean.path)
+    quoted = open_quote(bench, bad, bad_uri, clean_uri, via)
+    sections.append(f"### Open quote: row {bad.bad_row:,} of {bad.data.rows:,}, fail policy\n\n"
+                    + report.open_quote_table(quoted, bad_uri))
+    bench.stack.delete_object(bad_uri)
+    bench.stack.delete_object(clean_uri)
+    return quoted
 
 
 def main(argv: list[str]) -> int:
@@ -151,11 +183,10 @@ def main(argv: list[str]) -> int:
     sections: list[str] = []
     resumed: ResumeResult | None = None
     try:
-        main_data = data.ensure(data_dir, args.rows)
-        say(f"main object: {main_data.rows:,} rows, {main_data.size / 1e6:,.1f} MB ({main_data.path})")
-        uri, etag = stack.upload(main_data.path)
         throughput = [contenders.with_flags(contenders.with_engine_via(contenders.ALL[name], via), extra)
                       for name in chosen if name in contenders.ALL]
+        if throughput or any(name in ON_MAIN for name in chosen):
+            main_data, uri, etag = main_object(stack, data_dir, args.rows, say)
         for attempt in range(args.repeat):
             for contender in throughput:
                 runs.append(bench.throughput(contender, main_data, uri, tag=f"-{attempt}"))
@@ -181,6 +212,7 @@ def main(argv: list[str]) -> int:
                 runs.append(bench.throughput(contenders.with_flags(contenders.ALL[name], extra), big, big_uri,
                                              tag="-big"))
             stack.delete_object(big_uri)
+        quoted = run_open_quote(bench, data_dir, via, sections) if "open-quote" in chosen else None
     finally:
         stack.close(keep=args.keep)
 
@@ -189,7 +221,8 @@ def main(argv: list[str]) -> int:
     (out / "report.md").write_text(text)
     print(text)
     say(f"report and logs: {out}")
-    failed = [s.name for s in summaries if not s.ok] + (resumed.problems if resumed else [])
+    failed = [s.name for s in summaries if not s.ok] + (resumed.problems if resumed else []) \
+        + (quoted.problems if quoted else [])
     return 1 if failed else 0
 
 

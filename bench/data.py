@@ -112,3 +112,86 @@ def _row(rng: random.Random, i: int) -> bytes:
             f"{rng.choice(_CITIES)},{rng.randrange(100, 10_000_000) / 100:.2f},{rng.randrange(1, 500)},"
             f"2024-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d},{rng.choice(_STATUS)},{comment}\n")
     return text.encode()
+
+
+# -- an unterminated quote ----------------------------------------------------------------------------
+
+OPEN_QUOTE_LINE = b'"never closed, this quote opens a field that no later quote closes\n'
+
+
+@dataclass(frozen=True)
+class OpenQuoteFile:
+    """An object whose row `bad_row` opens a quoted field that never closes, and a clean object of the
+    rows before it (the same bytes up to `bad_offset`: what a run that stops there costs anyway)."""
+
+    data: DataFile
+    bad_row: int
+    bad_offset: int  # where the bad row's record starts
+    clean: DataFile  # the rows before the bad one alone
+
+    @property
+    def past_bad(self) -> int:
+        """Bytes from the bad row's start to the end of the object."""
+        return self.data.size - self.bad_offset
+
+
+def ensure_open_quote(directory: Path, rows: int = 200_000, bad_row: int = 1000, seed: int = 1) -> OpenQuoteFile:
+    """The bench data of (rows, seed), but row `bad_row` replaced by `{bad_row},"never closed, ...`, generated
+    on first use.
+
+    The rows after it are written without their `"` characters: the worker reads CSV as the csv module
+    does (strict off), so the next `"` would close the open field, the field would go on unquoted, and
+    the bad row would swallow the lines up to the next line break after it as one record (with this
+    data, rows 1000 to 1002 as one 10-field row, sent without an error). Without quotes after it, the
+    field stays open to the end of the object, the case measured here.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"open-quote-rows-{rows}-row-{bad_row}-seed-{seed}.csv"
+    clean_path = path.with_name(f"open-quote-rows-{bad_row - 1}-seed-{seed}.csv")
+    index_path = path.with_suffix(".json")
+    if path.exists() and clean_path.exists() and index_path.exists():
+        meta = json.loads(index_path.read_text())
+        if meta.get("size") == path.stat().st_size and meta.get("clean", {}).get("size") == clean_path.stat().st_size:
+            return OpenQuoteFile(DataFile(path=path, **meta["data"]), bad_row, meta["bad_offset"],
+                                 DataFile(path=clean_path, **meta["clean"]))
+    found = _generate_open_quote(path, clean_path, rows, bad_row, seed)
+    index_path.write_text(json.dumps({
+        "size": found.data.size, "bad_offset": found.bad_offset,
+        "data": {k: v for k, v in asdict(found.data).items() if k != "path"},
+        "clean": {k: v for k, v in asdict(found.clean).items() if k != "path"}}))
+    return found
+
+
+def _generate_open_quote(path: Path, clean_path: Path, rows: int, bad_row: int, seed: int) -> OpenQuoteFile:
+    if not 1 <= bad_row <= rows:
+        raise ValueError(f"bad row {bad_row} not in 1..{rows}")
+    rng = random.Random(seed)
+    offsets: list[int] = []
+    size = len(HEADER)
+    extra_lines = 0
+    bad_offset = clean_lines = 0
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as out:
+        out.write(HEADER)
+        for i in range(1, rows + 1):
+            if (i - 1) % INDEX_EVERY == 0:
+                offsets.append(size)
+            line = _row(rng, i)  # drawn for every row, so the rows before the bad one are the bench data's
+            if i == bad_row:
+                bad_offset = size
+                clean_lines = i + extra_lines  # the header and rows 1..i-1
+                line = f"{i},".encode() + OPEN_QUOTE_LINE
+            elif i > bad_row:
+                line = line.replace(b'"', b"")
+            extra_lines += line.count(b"\n") - 1
+            out.write(line)
+            size += len(line)
+    with partial.open("rb") as whole, clean_path.with_suffix(".partial").open("wb") as out:
+        out.write(whole.read(bad_offset))
+    clean_path.with_suffix(".partial").rename(clean_path)
+    partial.rename(path)
+    # Physical lines of the whole object: everything from the bad row on is one record, but still lines.
+    data = DataFile(path=path, rows=rows, lines=rows + 1 + extra_lines, size=size, offsets=offsets)
+    clean = DataFile(path=clean_path, rows=bad_row - 1, lines=clean_lines, size=bad_offset,
+                     offsets=[o for o in offsets if o < bad_offset])
+    return OpenQuoteFile(data, bad_row, bad_offset, clean)

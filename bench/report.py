@@ -1,5 +1,5 @@
 """The results as markdown: one table of runs, the ratios between contenders, one table of the
-issue's targets, one per profile (the cost section is bench.cost)."""
+issue's targets, one per profile, one of the open-quote runs (the cost section is bench.cost)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bench import cost, profile
-from bench.scenarios import MB, ResumeResult, Run
+from bench.scenarios import MB, MIB, OpenQuoteResult, ResumeResult, Run
 
 RSS_LIMIT = 200 * MB
 
@@ -279,6 +279,46 @@ def profile_table(run: Run, stages: list[profile.Stage]) -> str:
     header = (f"{run.contender.value_format}, {run.data.rows:,} rows: {run.measured.wall_s:.2f} s wall under "
               f"py-spy ({'ok' if run.ok else 'FAILED: ' + run.problem()})")
     return header + "\n\n" + profile.table(stages, run.data.rows)
+
+
+def open_quote_table(result: OpenQuoteResult, uri: str) -> str:
+    file = result.file
+    bad = f"row {file.bad_row:,}"
+    lines = [f"{file.data.rows:,} rows, {file.data.size / MB:,.1f} MB; {bad} starts at byte {file.bad_offset:,} and "
+             f"opens a quoted field that never closes ({file.past_bad:,} bytes = {file.past_bad / MIB:,.2f} MiB from "
+             f"there to the end; the rows after it are written without `\"`, which would close it). The clean "
+             f"runs read the rows before it alone ({file.clean.size:,} bytes): what any run costs until it reaches "
+             f"{bad}.",
+             "",
+             f"| engine | engine ran | object | --max-record-bytes | exit | last stderr line | wall s | CPU s | "
+             f"read past {bad} | CPU s / MiB past | CPU s over clean / MiB past | peak RSS MB | records in topic | "
+             "result |",
+             "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for run in result.runs:
+        limit = f"{run.limit:,}" if run.limit is not None else f"default ({run.effective_limit:,})"
+        if run.clean:
+            read, per_mib, over = "", "", ""
+        else:
+            read = f"{run.read_past:,} B = {run.read_past / MIB:,.2f} MiB" + (" (to the end)" if run.to_eof
+                                                                              else " (≥, the limit)")
+            per_mib = f"{run.cpu_s_per_mib:.3f}" if run.cpu_s_per_mib is not None else ""
+            base = result.clean_cpu_s(run.engine)
+            over = f"{(run.measured.cpu_s - base) / (run.read_past / MIB):.3f}" if base is not None else ""
+        message = run.last_line.replace(f" of {uri}", " of <object>").replace("|", "\\|") if not run.clean else ""
+        problems = run.problems()
+        lines.append(
+            f"| {run.engine} | {run.engine_ran} | {'rows before ' + bad if run.clean else bad + ' open'} | {limit} | "
+            f"{run.measured.exit_code} | {message} | {run.measured.wall_s:.2f} | {run.measured.cpu_s:.2f} | {read} | "
+            f"{per_mib} | {over} | {run.measured.peak_rss_bytes / MB:,.0f} | {run.records:,} / {file.bad_row - 1:,} | "
+            f"{'ok' if not problems else 'FAILED: ' + '; '.join(problems)} |")
+    lines += ["", f"Expected: exit 65, a last stderr line starting `csvkafka: error: row {file.bad_row} (byte offset "
+              f"{file.bad_offset})`, and {file.bad_row - 1:,} records in the topic (the clean runs: exit 0). CPU s: "
+              "user + system of the worker's process tree. Read past: bytes the worker is known to have scanned from "
+              f"{bad}'s offset on: to the end of the object, or the record limit (the scanner is fed 1 MiB blocks, so "
+              "it may have scanned up to a block more; S3 prefetch reads further ahead). CPU s over clean: the CPU "
+              "seconds beyond the clean run's on the same engine (start-up, the rows before, the checkpoint), per "
+              "MiB past the bad row. The object's URI is shortened to `<object>`."]
+    return "\n".join(lines)
 
 
 def _verdict(met: bool) -> str:

@@ -1,4 +1,4 @@
-"""The measurements: throughput runs, the resume-at-90 % comparison, and profiles.
+"""The measurements: throughput runs, the resume-at-90 % comparison, profiles, and an open quote.
 
 Each run gets a fresh topic and job id, and ends with a count of the records in the topic; a run
 that left fewer (or more) records than it should have is a failed run, whatever its speed.
@@ -16,12 +16,14 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 from bench import measure, profile
-from bench.contenders import Contender, Target, worker_argv
-from bench.data import DataFile
+from bench.contenders import ENGINES, Contender, Target, with_engine_via, with_flags, worker_argv
+from bench.data import DataFile, OpenQuoteFile
 from bench.stack import Stack
 from csvkafka_worker.checkpoint import Checkpoint, State, to_item
+from csvkafka_worker.spec import CsvDialect
 
 MB = 1_000_000
+MIB = 1024 * 1024
 
 
 @dataclass
@@ -205,3 +207,131 @@ def _resumed(bench: Bench, data: DataFile, uri: str, etag: str, value_format: st
     bench.say(f"  resume at row {result.rows_before:,}: first record after "
               f"{measured.first_record_s or float('nan'):.2f} s; {records:,}/{expected:,} records")
     bench.done_with(target.topic)
+
+
+# -- an unterminated quote ------------------------------------------------------------------------------
+
+DEFAULT_MAX_RECORD = int(CsvDialect.model_fields["max_record_bytes"].default)
+OPEN_QUOTE_LIMITS: tuple[int | None, ...] = (None, MIB)  # None: the worker's default --max-record-bytes
+BAD_INPUT_EXIT = 65
+
+
+@dataclass
+class OpenQuoteRun:
+    """One `csvkafka run` on the open-quote object (or, `clean`, on the rows before its bad row alone)."""
+
+    contender: Contender
+    file: OpenQuoteFile
+    limit: int | None  # --max-record-bytes given, None for the worker's default
+    clean: bool
+    measured: measure.Measured
+    records: int
+    last_line: str  # the log's last line: stderr's (stdout, empty with --progress log, shares the log)
+
+    @property
+    def engine(self) -> str:
+        return self.contender.engine
+
+    @property
+    def engine_ran(self) -> str:
+        start = self.measured.event("start")
+        return str(start["engine"]) if start and "engine" in start else ""
+
+    @property
+    def effective_limit(self) -> int:
+        return self.limit if self.limit is not None else DEFAULT_MAX_RECORD
+
+    @property
+    def to_eof(self) -> bool:
+        """Whether the open record reaches the end of the object before the record limit."""
+        return self.file.past_bad <= self.effective_limit
+
+    @property
+    def read_past(self) -> int:
+        """Bytes past the bad row's offset the worker is known to have scanned: to the end of the
+        object, or the record limit (it is fed 1 MiB blocks, so it may have scanned up to a block
+        more, and its S3 prefetch fetches further ahead: neither is visible from outside)."""
+        if self.clean:
+            return 0
+        return self.file.past_bad if self.to_eof else self.effective_limit
+
+    @property
+    def cpu_s_per_mib(self) -> float | None:
+        return self.measured.cpu_s / (self.read_past / MIB) if self.read_past else None
+
+    @property
+    def expected_message(self) -> str:
+        if self.to_eof:
+            return "quoted field not closed at the end of the object"
+        return f"does not end within {self.effective_limit} bytes"
+
+    def problems(self) -> list[str]:
+        found = []
+        expected_records = self.file.bad_row - 1
+        if self.clean:
+            if self.measured.exit_code != 0:
+                found.append(f"exit code {self.measured.exit_code}, 0 expected (log: {self.measured.log})")
+        else:
+            prefix = f"csvkafka: error: row {self.file.bad_row} (byte offset {self.file.bad_offset})"
+            if self.measured.exit_code != BAD_INPUT_EXIT:
+                found.append(f"exit code {self.measured.exit_code}, {BAD_INPUT_EXIT} expected "
+                             f"(log: {self.measured.log})")
+            if not self.last_line.startswith(prefix):
+                found.append(f"last stderr line does not start with {prefix!r}")
+            if self.expected_message not in self.last_line:
+                found.append(f"last stderr line does not say {self.expected_message!r}")
+        if self.records != expected_records:
+            found.append(f"{self.records:,} records in the topic, {expected_records:,} expected")
+        return found
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems()
+
+
+@dataclass
+class OpenQuoteResult:
+    file: OpenQuoteFile
+    runs: list[OpenQuoteRun] = field(default_factory=list)
+
+    def clean_cpu_s(self, engine: str) -> float | None:
+        found = [r.measured.cpu_s for r in self.runs if r.clean and r.engine == engine and r.ok]
+        return found[0] if found else None
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"open-quote {r.contender.name}: {p}" for r in self.runs for p in r.problems()]
+
+
+def open_quote_contender(engine: str, limit: int | None, *, clean: bool = False) -> Contender:
+    flags = ("--max-record-bytes", str(limit)) if limit is not None else ()
+    name = f"open-quote-{engine}" + ("-clean" if clean else "") + (f"-{limit}" if limit is not None else "")
+    return Contender(name=name, kind="worker", engine=engine, worker_flags=flags,
+                     label=f"csvkafka run --engine {engine} --value-format json --delivery at-least-once"
+                     + "".join(f" {f}" for f in flags))
+
+
+def open_quote(bench: Bench, file: OpenQuoteFile, uri: str, clean_uri: str, via: str) -> OpenQuoteResult:
+    """`csvkafka run` on an object whose row `file.bad_row` opens a quote that never closes, once per
+    engine and record limit (default bad-row policy, fail), and once per engine on the rows before
+    that row alone: what the run would cost had it stopped at the bad row at once."""
+    result = OpenQuoteResult(file)
+    for engine in ENGINES:
+        for limit, clean in ((None, True), *((limit, False) for limit in OPEN_QUOTE_LIMITS)):
+            contender = with_flags(with_engine_via(open_quote_contender(engine, limit, clean=clean), via),
+                                   bench.worker_flags)
+            data = file.clean if clean else file.data
+            target = bench.target(data, clean_uri if clean else uri, contender.name)
+            extra_env = contender.env()
+            measured = measure.run(contender.argv(target), log=bench.logs / f"{contender.name}.log",
+                                   env={**os.environ, **extra_env} if extra_env else None)
+            records = bench.stack.count_records(target.topic, transactional=False)
+            bench.done_with(target.topic)
+            lines = [line for line in measured.log.read_text(errors="replace").splitlines() if line.strip()]
+            run = OpenQuoteRun(contender, file, limit, clean, measured, records, lines[-1] if lines else "")
+            result.runs.append(run)
+            per_mib = f"{run.cpu_s_per_mib:.3f} CPU s/MiB past row {file.bad_row:,}" if run.cpu_s_per_mib else ""
+            bench.say(f"  {contender.name:<28} exit {measured.exit_code}  {measured.wall_s:6.2f} s  "
+                      f"{measured.cpu_s:6.2f} CPU s  {per_mib}  {records:,} records  "
+                      f"{'ok' if run.ok else 'FAILED: ' + '; '.join(run.problems())}")
+    return result

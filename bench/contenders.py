@@ -120,7 +120,9 @@ def kcat_headers(target: Target) -> list[tuple[str, str]]:
 
 
 def with_engine_via(contender: Contender, via: str) -> Contender:
-    """`contender` naming its engine `via` flag, env or omit (no change for the others)."""
+    """`contender` naming its engine `via` flag, env or omit (no change for the others); auto is the
+    flag, which every worker since the native core accepts."""
+    via = "flag" if via == "auto" else via
     if via not in ENGINE_VIA:
         raise ValueError(f"engine via {via!r}: one of {', '.join(ENGINE_VIA)}")
     if contender.kind != "worker" or not contender.engine or via == contender.engine_via:

@@ -16,8 +16,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     csvkafka_worker.cli.register(commands)
     operator_command.register(commands)
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
+    return csvkafka_worker.cli.dispatch(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

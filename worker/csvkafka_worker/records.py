@@ -19,6 +19,8 @@ regular-expression search (in C).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -28,6 +30,7 @@ from csvkafka_worker.spec import CsvDialect
 
 LF = 0x0A
 CR = 0x0D
+_TERMINATORS = (b"\n", b"\r", b"\r\n")
 
 
 class State(IntEnum):
@@ -88,6 +91,8 @@ class Machine:
         # Bytes after which the state may differ: in a quoted field, and in an unquoted one.
         self._quoted = re.compile(b"[" + re.escape(bytes(specials[:1] + specials[3:])) + b"]")
         self._unquoted = re.compile(b"[" + re.escape(bytes(specials)) + b"]")
+        # A line with neither a quote nor an escape byte, read from START_RECORD, is one whole record.
+        self.quote_or_escape = self._quoted
 
     def byte(self, c: int) -> None:
         """One byte of a line (its terminator included)."""
@@ -310,7 +315,10 @@ class Scanner:
             # \r there needs to see what follows it).
             limit = min(len(self._buf), self._record_start + self._max_record + 2)
             view = self._buf if limit == len(self._buf) else self._buf[:limit]
-            content_end, end, self._at = self._machine.next_boundary(view, self._at, eof and limit == len(self._buf))
+            at_eof = eof and limit == len(self._buf)
+            if self._machine.state is State.START_RECORD and self._plain_lines(view, at_eof):
+                continue
+            content_end, end, self._at = self._machine.next_boundary(view, self._at, at_eof)
             if end < 0:
                 too_long = limit < len(self._buf) or (eof and len(self._buf) - self._record_start > self._max_record)
                 if too_long:
@@ -321,6 +329,34 @@ class Scanner:
                     self._too_large = error
                 return
             self._push(content_end, end)
+
+    def _plain_lines(self, view: bytearray, eof: bool) -> bool:
+        """Takes the whole lines before the next quote or escape byte as records at once: read from
+        START_RECORD, such a line is exactly one record (what the machine would find, faster)."""
+        at = self._at
+        special = self._machine.quote_or_escape.search(view, at)
+        stop = len(view) if special is None else special.start()
+        # One past the last line break before `stop`; a \r at the very end waits for what follows.
+        end = max(view.rfind(b"\n", at, stop), view.rfind(b"\r", at, stop)) + 1
+        if end and view[end - 1] == CR:
+            if end < len(view) and view[end] == LF:
+                end += 1
+            elif end == len(view) and not eof:
+                end = max(view.rfind(b"\n", at, end - 1), view.rfind(b"\r", at, end - 1)) + 1
+        if end <= at:
+            return False
+        lines = bytes(view[at:end]).splitlines(keepends=True)
+        ends = list(itertools.accumulate(map(len, lines), initial=at))[1:]
+        first = len(self._ends)
+        self._blanks += [first + i for i, line in enumerate(lines) if line in _TERMINATORS]
+        self._rows += len(lines) - (len(self._blanks) - self._blanks_before(first))
+        self._content_ends += [e - (2 if line[-2:] == b"\r\n" else 1) for e, line in zip(ends, lines, strict=True)]
+        self._ends += ends
+        self._at = self._record_start = end
+        return True
+
+    def _blanks_before(self, record: int) -> int:
+        return bisect.bisect_left(self._blanks, record)
 
     def _raise_too_large(self) -> None:
         if self._too_large is not None:

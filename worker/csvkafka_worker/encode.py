@@ -21,9 +21,6 @@ import orjson
 
 from csvkafka_worker.records import Dialect
 
-# Fields are bounded by the record size limit, not by the csv module's default of 128 KiB.
-csv.field_size_limit(2**31 - 1)
-
 
 class HeaderError(ValueError):
     """The header (or the configured column names) cannot be used; the message says how to fix it."""
@@ -145,6 +142,12 @@ class RowEncoder:
         return out
 
     def _encode(self, block: RecordBlock, data: bytes, rows: list[int]) -> Encoded:
+        parsed: list[list[str]] | None = getattr(block, "parsed", None)
+        if parsed is not None:
+            # The Python scanner read these rows with the csv module already, and they decoded cleanly.
+            if not self._parse:
+                return Encoded(indices=rows, values=[block.record(i) for i in rows])
+            return self._build(block, rows, [parsed[i] for i in rows])
         try:
             text = data.decode(self.encoding)
         except UnicodeDecodeError:

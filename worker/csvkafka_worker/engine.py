@@ -100,7 +100,7 @@ class PythonEngine:
         self.encoding = encoding
 
     def scanner(self, start: int, max_record: int, state: records.State = records.State.START_RECORD) -> Scanner:
-        return records.Scanner(self.dialect, start=start, max_record=max_record, state=state)
+        return records.Scanner(self.dialect, start=start, max_record=max_record, state=state, encoding=self.encoding)
 
     def transfer(self, data: bytes, length: int) -> str:
         return "".join(str(int(state)) for state in records.transfer(self.dialect, data, length))

@@ -19,7 +19,8 @@ regular-expression search (in C).
 
 from __future__ import annotations
 
-import bisect
+import csv
+import io
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ from csvkafka_worker.spec import CsvDialect
 
 LF = 0x0A
 CR = 0x0D
-_TERMINATORS = (b"\n", b"\r", b"\r\n")
+# Fields are bounded by the record size limit, not by the csv module's default of 128 KiB.
+csv.field_size_limit(2**31 - 1)
 
 
 class State(IntEnum):
@@ -91,8 +93,6 @@ class Machine:
         # Bytes after which the state may differ: in a quoted field, and in an unquoted one.
         self._quoted = re.compile(b"[" + re.escape(bytes(specials[:1] + specials[3:])) + b"]")
         self._unquoted = re.compile(b"[" + re.escape(bytes(specials)) + b"]")
-        # A line with neither a quote nor an escape byte, read from START_RECORD, is one whole record.
-        self.quote_or_escape = self._quoted
 
     def byte(self, c: int) -> None:
         """One byte of a line (its terminator included)."""
@@ -210,6 +210,39 @@ class Machine:
         return self.state in (State.IN_QUOTED_FIELD, State.ESCAPE_IN_QUOTED_FIELD)
 
 
+class _Lines:
+    """The lines handed to csv.reader, telling whether it asked for one more than there are (it
+    does only when the record it reads is not complete)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = iter(lines)
+        self.exhausted = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines, None)
+        if line is None:
+            self.exhausted = True
+            raise StopIteration
+        return line
+
+
+def _last_line_end(view: bytes | bytearray, start: int, stop: int, eof: bool) -> int:
+    """One past the last line break in view[start:stop] (start if none); at the end of the data the
+    rest is the last line, but a \r there waits to see whether a \n follows, unless `eof`."""
+    if eof and stop == len(view):
+        return stop
+    end = max(view.rfind(b"\n", start, stop), view.rfind(b"\r", start, stop)) + 1
+    if end and view[end - 1] == CR:
+        if end < len(view) and view[end] == LF:
+            end += 1
+        elif end == len(view):
+            end = max(view.rfind(b"\n", start, end - 1), view.rfind(b"\r", start, end - 1)) + 1
+    return max(end, start)
+
+
 def _after_unquoted_run(before: State, data: bytes | bytearray, start: int, stop: int, delimiter: int) -> State:
     """The state after `data[start:stop]` (ordinary bytes and delimiters, nothing else) read in an
     unquoted state `before`."""
@@ -233,6 +266,9 @@ class Block:
     blanks: list[int] = field(default_factory=list)  # indices of blank records (no content: not rows)
     # The last record ends inside a quoted field (only at the end of the input).
     unterminated: bool = False
+    # The fields of each record as the csv module read them while splitting, when every record's
+    # bytes decoded cleanly ([] for a blank record); None otherwise.
+    parsed: list[list[str]] | None = None
 
     @property
     def size(self) -> int:
@@ -269,9 +305,12 @@ class Scanner:
     """Turns arbitrary chunks into record-aligned blocks. Pure: bytes in, blocks out."""
 
     def __init__(self, dialect: Dialect, *, start: int, max_record: int = 64 * 1024 * 1024,
-                 state: State = State.START_RECORD) -> None:
+                 state: State = State.START_RECORD, encoding: str = "utf-8") -> None:
         # `state` other than START_RECORD: the stream starts inside a record (shard boundary search).
         self._machine = Machine(dialect, state)
+        self._reader_kwargs = dialect.reader_kwargs()
+        self._encoding = encoding
+        self._parsed: list[list[str]] | None = []
         self._buf = bytearray()  # appended to in place: a long record costs linear time
         self._base = start  # stream offset of _buf[0]
         self._at = 0  # next byte of _buf to scan
@@ -307,6 +346,7 @@ class Scanner:
             if not self._machine.end_of_input(pending):
                 unterminated = self._machine.in_quotes
             self._push(n, n)
+            self._parsed = None
         return self._cut(unterminated)
 
     def _scan(self, eof: bool) -> None:
@@ -316,9 +356,12 @@ class Scanner:
             limit = min(len(self._buf), self._record_start + self._max_record + 2)
             view = self._buf if limit == len(self._buf) else self._buf[:limit]
             at_eof = eof and limit == len(self._buf)
-            if self._machine.state is State.START_RECORD and self._plain_lines(view, at_eof):
+            if self._machine.state is State.START_RECORD and self._whole_lines(view, at_eof):
                 continue
+            start = self._record_start
             content_end, end, self._at = self._machine.next_boundary(view, self._at, at_eof)
+            if end >= 0 and self._parsed is not None:
+                self._parsed.append(self._parse_one(bytes(view[start:end])))
             if end < 0:
                 too_long = limit < len(self._buf) or (eof and len(self._buf) - self._record_start > self._max_record)
                 if too_long:
@@ -330,33 +373,60 @@ class Scanner:
                 return
             self._push(content_end, end)
 
-    def _plain_lines(self, view: bytearray, eof: bool) -> bool:
-        """Takes the whole lines before the next quote or escape byte as records at once: read from
-        START_RECORD, such a line is exactly one record (what the machine would find, faster)."""
+    def _whole_lines(self, view: bytearray, eof: bool) -> bool:
+        """Splits the whole lines from START_RECORD on with the csv module itself (in C), keeping the
+        rows it reads for the encoder; a record still open at the last line is left to the machine.
+        True if records were found."""
         at = self._at
-        special = self._machine.quote_or_escape.search(view, at)
-        stop = len(view) if special is None else special.start()
-        # One past the last line break before `stop`; a \r at the very end waits for what follows.
-        end = max(view.rfind(b"\n", at, stop), view.rfind(b"\r", at, stop)) + 1
-        if end and view[end - 1] == CR:
-            if end < len(view) and view[end] == LF:
-                end += 1
-            elif end == len(view) and not eof:
-                end = max(view.rfind(b"\n", at, end - 1), view.rfind(b"\r", at, end - 1)) + 1
+        end = _last_line_end(view, at, len(view), eof)
         if end <= at:
             return False
-        lines = bytes(view[at:end]).splitlines(keepends=True)
+        region = bytes(view[at:end])
+        lines = region.splitlines(keepends=True)
+        try:
+            text, clean = region.decode(self._encoding), True
+        except UnicodeDecodeError:
+            text, clean = region.decode(self._encoding, "surrogateescape"), False
         ends = list(itertools.accumulate(map(len, lines), initial=at))[1:]
-        first = len(self._ends)
-        self._blanks += [first + i for i, line in enumerate(lines) if line in _TERMINATORS]
-        self._rows += len(lines) - (len(self._blanks) - self._blanks_before(first))
-        self._content_ends += [e - (2 if line[-2:] == b"\r\n" else 1) for e, line in zip(ends, lines, strict=True)]
-        self._ends += ends
-        self._at = self._record_start = end
+        feeder = _Lines(io.StringIO(text, newline="").readlines())
+        reader = csv.reader(feeder, **self._reader_kwargs)  # type: ignore[arg-type]
+        found = 0
+        for row in reader:
+            if feeder.exhausted:
+                break  # the record goes on past these lines: the machine takes it from its start
+            line = reader.line_num - 1
+            self._push(self._content_end(view, lines[line], ends[line]), ends[line])
+            if self._parsed is not None:
+                self._parsed.append(row)
+            found += 1
+        if not found:
+            return False
+        if not clean:
+            self._parsed = None
+        self._at = self._record_start
         return True
 
-    def _blanks_before(self, record: int) -> int:
-        return bisect.bisect_left(self._blanks, record)
+    def _parse_one(self, record: bytes) -> list[str]:
+        """The fields of a record the machine found (a record that spanned two chunks, mostly)."""
+        try:
+            text = record.decode(self._encoding)
+        except UnicodeDecodeError:
+            self._parsed = None
+            return []
+        rows = list(csv.reader(io.StringIO(text, newline=""), **self._reader_kwargs))  # type: ignore[arg-type]
+        return rows[0] if rows else []
+
+    def _content_end(self, view: bytearray, line: bytes, end: int) -> int:
+        """Where a record ending with `line` at `end` has its content end: before its line break,
+        unless that starts with an escaped \r (data), which only the machine can tell."""
+        if line[-2:] == b"\r\n":
+            if self._machine.d.escape is not None and line[-3:-2] == bytes([self._machine.d.escape]):
+                machine = Machine(self._machine.d)
+                content_end, record_end, _ = machine.next_boundary(view, self._record_start, True)
+                if record_end == end:
+                    return content_end
+            return end - 2
+        return end - 1 if line[-1:] in (b"\n", b"\r") else end
 
     def _raise_too_large(self) -> None:
         if self._too_large is not None:
@@ -376,12 +446,13 @@ class Scanner:
         if not self._ends:
             return None
         size = self._record_start
-        block = Block(bytes(self._buf[:size]), self._base, self._ends, self._content_ends, self._blanks, unterminated)
+        block = Block(bytes(self._buf[:size]), self._base, self._ends, self._content_ends, self._blanks, unterminated,
+                      self._parsed)
         del self._buf[:size]
         self._base += size
         self._at -= size
         self._record_start = 0
-        self._ends, self._content_ends, self._blanks = [], [], []
+        self._ends, self._content_ends, self._blanks, self._parsed = [], [], [], []
         return block
 
 

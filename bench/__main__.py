@@ -38,12 +38,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "python": tuple(c.name for c in contenders.ENGINE_RUNS if c.engine == "python"),
     "noengine": tuple(c.name for c in contenders.DEFAULT_ENGINE),
     "floor": tuple(c.name for c in contenders.FLOOR),
-    "exp": tuple(c.name for c in contenders.EXPERIMENTS),
     "profile": ("profile-json", "profile-line"),
     "big": ("rss-big", "resume-big"),
     "errors": ("open-quote",),
 }
-GROUPS["all"] = tuple(dict.fromkeys(name for group in ("core", "noengine", "floor", "exp", "profile", "big", "errors")
+GROUPS["all"] = tuple(dict.fromkeys(name for group in ("core", "noengine", "floor", "profile", "big", "errors")
                                     for name in GROUPS[group]))
 SCENARIOS = ("resume", "profile-json", "profile-line", "rss-big", "resume-big", "open-quote")
 # Scenarios that run the main object (--rows); without them and without contenders it is not generated.

@@ -53,7 +53,7 @@ class Contender:
     label: str
     value_format: str = "json"
     delivery: str = "at-least-once"
-    variant: str = ""  # kcat: "headers"; floor: its variant; worker: bench.patched patches
+    variant: str = ""  # kcat: "headers"; floor: its variant
     worker_flags: tuple[str, ...] = ()
     engine: str = ""  # worker: native | python, or "" for the worker's default (no --engine)
     engine_via: str = "flag"  # one of ENGINE_VIA
@@ -91,8 +91,7 @@ class Contender:
             return [PYTHON, "-m", "bench.floor", str(target.path), "--topic", target.topic, "--variant", self.variant,
                     "--bootstrap-servers", target.bootstrap]
         engine = ("--engine", self.engine) if self.engine and self.engine_via == "flag" else ()
-        return worker_argv(target, self.value_format, self.delivery, (*engine, *self.worker_flags),
-                           patches=self.variant)
+        return worker_argv(target, self.value_format, self.delivery, (*engine, *self.worker_flags))
 
     def expected_records(self, data: DataFile) -> int:
         """kcat and the Python floor send every line, header included; the naive loop every line after
@@ -140,21 +139,17 @@ def worker_has_engine_flag() -> bool:
     return found.returncode == 0 and "--engine" in found.stdout
 
 
-def worker_argv(target: Target, value_format: str, delivery: str, flags: tuple[str, ...] = (), *,
-                patches: str = "") -> list[str]:
-    """`csvkafka run` for `target`; with `patches`, run through bench.patched with those changes."""
-    command = [PYTHON, "-m", "bench.patched", patches] if patches else WORKER
-    return [*command, "--source", target.uri, "--bootstrap-servers", target.bootstrap, "--topic", target.topic,
+def worker_argv(target: Target, value_format: str, delivery: str, flags: tuple[str, ...] = ()) -> list[str]:
+    """`csvkafka run` for `target`."""
+    return [*WORKER, "--source", target.uri, "--bootstrap-servers", target.bootstrap, "--topic", target.topic,
             "--checkpoint-table", target.table, "--job-id", target.job_id, "--value-format", value_format,
             "--delivery", delivery, "--progress", "log", *flags]
 
 
-def _worker(fmt: str, delivery: str, suffix: str = "", label: str = "", *, variant: str = "",
-            worker_flags: tuple[str, ...] = ()) -> Contender:
+def _worker(fmt: str, delivery: str) -> Contender:
     short = {"at-least-once": "alo", "exactly-once": "eos"}[delivery]
-    return Contender(name=f"{fmt}-{short}{suffix}", kind="worker", value_format=fmt, delivery=delivery,
-                     label=f"csvkafka run --value-format {fmt} --delivery {delivery}{label}", variant=variant,
-                     worker_flags=worker_flags)
+    return Contender(name=f"{fmt}-{short}", kind="worker", value_format=fmt, delivery=delivery,
+                     label=f"csvkafka run --value-format {fmt} --delivery {delivery}")
 
 
 def _engine(fmt: str, engine: str, delivery: str = "at-least-once", *, headers: bool = True) -> Contender:
@@ -190,20 +185,4 @@ DEFAULT_ENGINE = (
 # What the worker pays per row, taken apart: the Kafka calls alone, without and with what it adds.
 FLOOR = tuple(Contender(f"floor-{v}", "floor", f"python produce() floor: {v}", variant=v)
               for v in ("plain", "callback", "headers", "full", "batch", "batch-callback"))
-# Worker changes tried from outside the worker (bench.patched): without record headers, with the
-# cyclic GC tuned, with right-sized JSON values, with smaller blocks, and all of them together.
-SMALL_BLOCKS = ("--range-bytes", str(1024 * 1024))
-EXPERIMENTS = (
-    _worker("json", "at-least-once", "-nohdr", " --no-record-headers", worker_flags=NO_HEADERS),
-    _worker("line", "at-least-once", "-nohdr", " --no-record-headers", worker_flags=NO_HEADERS),
-    _worker("json", "at-least-once", "-gc", " [patch: gc tuned]", variant="gc"),
-    _worker("line", "at-least-once", "-gc", " [patch: gc tuned]", variant="gc"),
-    _worker("json", "at-least-once", "-trim", " [patch: trim-json]", variant="trim-json"),
-    _worker("json", "at-least-once", "-1mib", " --range-bytes 1048576", worker_flags=SMALL_BLOCKS),
-    _worker("line", "at-least-once", "-1mib", " --range-bytes 1048576", worker_flags=SMALL_BLOCKS),
-    _worker("json", "at-least-once", "-all", " --no-record-headers --range-bytes 1048576 [patch: gc, trim-json]",
-            variant="gc,trim-json", worker_flags=NO_HEADERS + SMALL_BLOCKS),
-    _worker("line", "at-least-once", "-all", " --no-record-headers --range-bytes 1048576 [patch: gc]",
-            variant="gc", worker_flags=NO_HEADERS + SMALL_BLOCKS),
-)
-ALL = {c.name: c for c in (*CORE, *DEFAULT_ENGINE, *FLOOR, *EXPERIMENTS)}
+ALL = {c.name: c for c in (*CORE, *DEFAULT_ENGINE, *FLOOR)}

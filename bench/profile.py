@@ -2,8 +2,8 @@
 
 py-spy samples every Python thread (idle ones too, so the main thread's samples add up to its wall
 time) and writes collapsed stacks; each stack is given to the first stage whose marker appears in
-it. Native time inside a call (librdkafka's `produce`, the csv module, orjson) counts for the
-Python frame that made the call.
+it. Native time inside a call (the native core's scan, encode and produce, the csv module, orjson)
+counts for the Python frame that made the call.
 """
 
 from __future__ import annotations
@@ -19,19 +19,16 @@ RATE = 250  # samples per second
 # (stage, markers): a stack belongs to the first stage one of whose markers is in one of its frames.
 MAIN_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("startup: imports", ("_find_and_load",)),
-    ("delivery callbacks", ("produce_rows.<locals>.ack", "ack (csvkafka_worker/sink.py")),
-    ("end: flush + final checkpoint", ("_Run.finish",)),
-    ("checkpoints (DynamoDB put, EOS commit)", ("_Run.checkpoint", "maybe_checkpoint")),
-    ("encode: dict + orjson per row", ("RowEncoder._build",)),
-    ("encode: decode + csv.reader", ("RowEncoder.",)),
-    ("split: record boundaries + lines", ("split_records", "BlockSplitter", "_join_quoted_newlines", "_row_ordinals",
-                                          "record_ends", "is_unterminated")),
-    ("record headers: per-row lists", ("<listcomp> (csvkafka_worker/importer.py",)),
-    ("produce() calls", ("KafkaSink.produce_rows",)),
+    ("end: flush + final checkpoint", ("Stream.finish",)),
+    ("checkpoints (DynamoDB put, EOS commit)", ("Stream.checkpoint", "maybe_checkpoint")),
+    ("split: the engine's scanner", ("Scanner.feed", "Scanner.finish")),
+    ("encode: the engine's encoder", ("Encoder.encode", "RowEncoder.")),
+    ("produce: the engine's sender (native: GIL released)", ("Flight.produce", "Sender.send")),
+    ("bad rows: triage and reasons", ("triage", "Stream._report_bad", "Stream._reason")),
     ("poll(0) between chunks", ("KafkaSink.poll",)),
-    ("S3: waiting for the next range", ("RangedReader.chunks",)),
-    ("block bookkeeping (send_block)", ("_Run.send_block",)),
-    ("stream loop (other)", ("_Run.stream",)),
+    ("S3: waiting for the next piece", ("RangedReader.chunks",)),
+    ("block bookkeeping (Stream.send)", ("Stream.send",)),
+    ("stream loop (other)", ("Stream.run",)),
     ("startup: HEAD, claim, probe, preamble", ("Importer.run",)),
 )
 S3_THREAD_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -416,7 +416,7 @@ fn keep_freed_buffers() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024 * 1024) == 1
-            && libc::mallopt(libc::M_TRIM_THRESHOLD, 256 * 1024 * 1024) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, 32 * 1024 * 1024) == 1
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     false

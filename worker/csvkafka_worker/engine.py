@@ -234,8 +234,6 @@ class NativeEngine:
             # the same copy), which then counts acknowledgements per block in librdkafka's threads.
             "plugin.library.paths": self.native.__file__,
             self.native.TOKEN_PROPERTY: str(token),
-            # Delivered rows need no report to Python; failures still come (and are counted natively).
-            "delivery.report.only.error": True,
         }
         return settings, lambda producer: NativeSender(self.native.attach(token), producer)
 

@@ -21,7 +21,9 @@ import pytest
 from hypothesis import strategies as st
 
 from csvkafka_worker.encode import BadRecord, RecordBlock
-from csvkafka_worker.engine import Engine, NativeEngine, PythonEngine
+from csvkafka_worker.engine import Engine
+from csvkafka_worker.native_engine import NativeEngine
+from csvkafka_worker.python_engine import PythonEngine
 from csvkafka_worker.records import Dialect, State
 
 csv.field_size_limit(2**31 - 1)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from csvkafka_worker.encode import BadRecord, RecordBlock
 from csvkafka_worker.engine import Engine
-from csvkafka_worker.native_engine import NativeEngine
+from csvkafka_worker.native_engine import NativeEngine, native_dialect
 from csvkafka_worker.python_engine import PythonEngine
 from csvkafka_worker.records import Dialect, State
 
@@ -59,10 +59,9 @@ def make_engine(name: str, dialect: Dialect = RFC4180, encoding: str = "utf-8") 
     return NativeEngine(dialect, NATIVE, encoding)
 
 
-def dialect_kwargs(dialect: Dialect) -> dict[str, Any]:
-    """The dialect as the native API's keyword arguments."""
-    return {"delimiter": dialect.delimiter, "quote": dialect.quote, "escape": dialect.escape,
-            "doublequote": dialect.doublequote}
+def native_dialect_of(dialect: Dialect) -> Any:
+    """The dialect as the native API takes it."""
+    return native_dialect(NATIVE, dialect)
 
 
 def chunks(data: bytes, cuts: Sequence[int]) -> list[bytes]:

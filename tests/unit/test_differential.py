@@ -33,10 +33,10 @@ from tests.unit.csv_engines import (
     csv_rows,
     cut_points,
     decode,
-    dialect_kwargs,
     encode,
     iter_pieces,
     make_engine,
+    native_dialect_of,
     parse_alone,
     records_of,
     reference_record_ends,
@@ -289,7 +289,7 @@ def test_both_engines_compute_the_same_transfers(d: Dialect, data: st.DataObject
     python, native = transfers("python", d), transfers("native", d)
     assert [native(body, p) for p in range(len(body) + 1)] == [python(body, p) for p in range(len(body) + 1)]
     # Direct calls: the function records.transfer and the native module's.
-    assert NATIVE.transfer(body, len(body), **dialect_kwargs(d)) == "".join(
+    assert NATIVE.transfer(body, len(body), native_dialect_of(d)) == "".join(
         str(int(s)) for s in records.transfer(d, body, len(body)))
     # From every state, not only the reachable ones.
     for start in State:
@@ -398,7 +398,7 @@ def test_a_record_over_the_limit_is_refused_where_it_starts_without_reading_much
         assert isinstance(error, records.RecordTooLarge)
         assert (error.offset, error.rows_before, error.limit) == (offset, rows_before, max_record)
     else:
-        scanner = NATIVE.Scanner(start=0, max_record=max_record, **dialect_kwargs(d))
+        scanner = NATIVE.Scanner(native_dialect_of(d), start=0, max_record=max_record)
         error, fed, ends = feed_until_too_large(scanner, data, size, NATIVE.RecordTooLarge)
         assert error.args == (offset, rows_before)
     # Linear: the scanner never holds more than the limit (and a chunk) past the record's start.

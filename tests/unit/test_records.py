@@ -18,8 +18,8 @@ from tests.unit.csv_engines import (
     NATIVE,
     NATIVE_MISSING,
     csv_rows,
-    dialect_kwargs,
     make_engine,
+    native_dialect_of,
     parse_alone,
     records_of,
     scan,
@@ -148,7 +148,7 @@ def test_an_unterminated_quote_mid_stream_is_refused_at_the_size_limit(name: str
 
 @pytest.mark.skipif(NATIVE is None, reason=NATIVE_MISSING)
 def test_the_native_scanner_raises_its_own_error_with_offset_and_rows_before() -> None:
-    scanner = NATIVE.Scanner(start=10, max_record=8, **dialect_kwargs(Dialect()))
+    scanner = NATIVE.Scanner(native_dialect_of(Dialect()), start=10, max_record=8)
     assert scanner.feed(b"a\n\n") is not None
     with pytest.raises(NATIVE.RecordTooLarge) as raised:
         scanner.feed(b'"' + b"x" * 20)

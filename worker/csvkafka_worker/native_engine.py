@@ -32,6 +32,12 @@ def native_unavailable(encoding: str) -> tuple[Any, str | None]:
     return (_native, None) if why is None else (None, why)
 
 
+def native_dialect(native: Any, dialect: records.Dialect) -> Any:
+    """The native core's copy of a dialect."""
+    return native.Dialect(delimiter=dialect.delimiter, quote=dialect.quote, escape=dialect.escape,
+                          doublequote=dialect.doublequote)
+
+
 class NativeEngine:
     name = "native"
 
@@ -40,20 +46,19 @@ class NativeEngine:
         self.native = native
         self.encoding = codecs.lookup(encoding).name
         native.keep_freed_buffers()
-        self._dialect = {"delimiter": dialect.delimiter, "quote": dialect.quote, "escape": dialect.escape,
-                         "doublequote": dialect.doublequote}
+        self._dialect = native_dialect(native, dialect)
 
     def scanner(self, start: int, max_record: int, state: records.State = records.State.START_RECORD) -> Scanner:
-        return NativeScanner(self.native.Scanner(start=start, max_record=max_record, state=int(state),
-                                                 **self._dialect), self.native.RecordTooLarge, max_record)
+        return NativeScanner(self.native.Scanner(self._dialect, start=start, max_record=max_record, state=int(state)),
+                             self.native.RecordTooLarge, max_record)
 
     def transfer(self, data: bytes, length: int) -> str:
-        return str(self.native.transfer(data, length, **self._dialect))
+        return str(self.native.transfer(data, length, self._dialect))
 
     def encoder(self, header: tuple[str, ...], *, json: bool, key_column: str | None, max_value: int) -> Encoder:
         key_index = header.index(key_column) if key_column is not None else None
-        return NativeEncoder(self.native.Encoder(encoding=self.encoding, names=list(header), json=json,
-                                                 key_index=key_index, max_value=max_value, **self._dialect))
+        return NativeEncoder(self.native.Encoder(self._dialect, encoding=self.encoding, names=list(header), json=json,
+                                                 key_index=key_index, max_value=max_value))
 
     def producer_settings(self) -> tuple[dict[str, Any], Callable[[Producer], Sender]]:
         token = self.native.new_token()

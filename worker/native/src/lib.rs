@@ -28,12 +28,25 @@ create_exception!(
     "No record boundary within the size limit: args are (offset, rows_before)."
 );
 
-fn dialect(delimiter: u8, quote: u8, escape: Option<u8>, doublequote: bool) -> Dialect {
-    Dialect {
-        delimiter,
-        quote,
-        escape: escape.map_or(256, u16::from),
-        doublequote,
+/// The bytes that structure a CSV stream, as the csv module's dialect names them.
+#[pyclass(name = "Dialect", frozen, module = "csvkafka_worker._native")]
+struct PyDialect {
+    inner: Dialect,
+}
+
+#[pymethods]
+impl PyDialect {
+    #[new]
+    #[pyo3(signature = (*, delimiter, quote, escape, doublequote))]
+    fn new(delimiter: u8, quote: u8, escape: Option<u8>, doublequote: bool) -> Self {
+        PyDialect {
+            inner: Dialect {
+                delimiter,
+                quote,
+                escape: escape.map_or(256, u16::from),
+                doublequote,
+            },
+        }
     }
 }
 
@@ -125,25 +138,12 @@ struct Scanner {
 impl Scanner {
     #[new]
     /// `state` other than 0 (START_RECORD): the stream starts inside a record (shard boundaries).
-    #[pyo3(signature = (*, delimiter, quote, escape, doublequote, start, max_record, state=0))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        delimiter: u8,
-        quote: u8,
-        escape: Option<u8>,
-        doublequote: bool,
-        start: u64,
-        max_record: usize,
-        state: usize,
-    ) -> PyResult<Self> {
+    #[pyo3(signature = (dialect, *, start, max_record, state=0))]
+    fn new(dialect: &PyDialect, start: u64, max_record: usize, state: usize) -> PyResult<Self> {
         let state = *STATES
             .get(state)
             .ok_or_else(|| PyValueError::new_err(format!("no state {state}")))?;
-        let mut inner = scan::Scanner::new(
-            dialect(delimiter, quote, escape, doublequote),
-            start,
-            max_record,
-        );
+        let mut inner = scan::Scanner::new(dialect.inner, start, max_record);
         inner.set_state(state);
         Ok(Scanner { inner })
     }
@@ -176,17 +176,9 @@ impl Scanner {
 /// What the machine's state is after `data[:length]` for each of its 9 start states (as digits),
 /// having seen `data[length]`, if there, only to tell whether a `\r` ends a line.
 #[pyfunction]
-#[pyo3(signature = (data, length, *, delimiter, quote, escape, doublequote))]
-fn transfer(
-    py: Python<'_>,
-    data: &[u8],
-    length: usize,
-    delimiter: u8,
-    quote: u8,
-    escape: Option<u8>,
-    doublequote: bool,
-) -> String {
-    let d = dialect(delimiter, quote, escape, doublequote);
+#[pyo3(signature = (data, length, dialect))]
+fn transfer(py: Python<'_>, data: &[u8], length: usize, dialect: &PyDialect) -> String {
+    let d = dialect.inner;
     let states = py.detach(|| csv::transfer(d, data, length.min(data.len())));
     states.iter().map(|s| char::from(b'0' + *s as u8)).collect()
 }
@@ -275,13 +267,9 @@ struct Encoder {
 impl Encoder {
     #[new]
     /// `encoding`: a Python codec name (codecs.lookup(...).name) the native core reads.
-    #[pyo3(signature = (*, delimiter, quote, escape, doublequote, encoding, names, json, key_index, max_value))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (dialect, *, encoding, names, json, key_index, max_value))]
     fn new(
-        delimiter: u8,
-        quote: u8,
-        escape: Option<u8>,
-        doublequote: bool,
+        dialect: &PyDialect,
         encoding: &str,
         names: Vec<String>,
         json: bool,
@@ -291,7 +279,7 @@ impl Encoder {
         if names.is_empty() {
             return Err(PyValueError::new_err("no column names"));
         }
-        let d = dialect(delimiter, quote, escape, doublequote);
+        let d = dialect.inner;
         let charset = encode::Charset::named(encoding).ok_or_else(|| {
             PyValueError::new_err(format!("the native core does not read {encoding}"))
         })?;
@@ -443,6 +431,7 @@ fn attach(token: u64) -> PyResult<Link> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RecordTooLarge", m.py().get_type::<RecordTooLarge>())?;
     m.add("TOKEN_PROPERTY", flight::TOKEN_PROPERTY)?;
+    m.add_class::<PyDialect>()?;
     m.add_class::<Block>()?;
     m.add_class::<Scanner>()?;
     m.add_class::<Encoded>()?;

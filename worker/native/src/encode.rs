@@ -223,22 +223,12 @@ impl Encoder {
             field: 0,
             started: false,
         };
-        let plain = match self.dialect.escape {
-            256 => memchr::memchr(self.dialect.quote, content).is_none(),
-            escape => memchr::memchr2(self.dialect.quote, escape as u8, content).is_none(),
-        };
-        if plain {
-            // No quote and no escape: the machine would only ever split at delimiters (a line break
-            // can only end such a record), so the fields are the pieces between them.
-            let mut start = 0;
-            for at in memchr::memchr_iter(self.dialect.delimiter, content) {
-                sink.add_run(&content[start..at]);
-                sink.save();
-                start = at + 1;
-            }
-            sink.add_run(&content[start..]);
-            sink.save();
-        } else {
+        if !simple_fields(&self.dialect, content, &mut sink) {
+            // Undo what the shortcut wrote, and let the machine read the record.
+            sink.values.truncate(values_start);
+            sink.keys.truncate(keys_start);
+            sink.field = 0;
+            sink.started = false;
             parse_record(self.dialect, record, &mut sink);
         }
         let count = sink.field;
@@ -250,6 +240,55 @@ impl Encoder {
         Ok(self
             .key_index
             .map(|_| (keys_start as u32, (out.keys.len() - keys_start) as u32)))
+    }
+}
+
+/// The fields of the records most files are made of, without the state machine: unquoted fields,
+/// and quoted ones that close right before a delimiter or the end with no quote inside (no doubled
+/// quote). The machine reads exactly these fields from such records. False, with some fields
+/// already given to `f`, for any other record (an escape character, a doubled quote, data after
+/// a closing quote, a quote left open): the caller starts over with the machine.
+fn simple_fields<F: Fields>(d: &Dialect, content: &[u8], f: &mut F) -> bool {
+    if d.escape < 256 && memchr::memchr(d.escape as u8, content).is_some() {
+        return false;
+    }
+    let n = content.len();
+    let mut at = 0;
+    loop {
+        if at < n && content[at] == d.quote {
+            let Some(close) = memchr::memchr(d.quote, &content[at + 1..]).map(|j| at + 1 + j)
+            else {
+                return false;
+            };
+            if close + 1 < n && content[close + 1] != d.delimiter {
+                return false;
+            }
+            f.add_run(&content[at + 1..close]);
+            f.save();
+            if close + 1 >= n {
+                return true;
+            }
+            at = close + 2;
+        } else {
+            match memchr::memchr(d.delimiter, &content[at..]) {
+                Some(j) => {
+                    f.add_run(&content[at..at + j]);
+                    f.save();
+                    at += j + 1;
+                }
+                None => {
+                    f.add_run(&content[at..]);
+                    f.save();
+                    return true;
+                }
+            }
+        }
+        if at == n {
+            // A delimiter ended the content: the last field is empty.
+            f.add_run(&[]);
+            f.save();
+            return true;
+        }
     }
 }
 

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from csvkafka_worker.options import ConfigError, add_flags, parse, to_cli_args
+from csvkafka_worker.options import ConfigError, EngineChoice, add_flags, parse, to_cli_args
 from csvkafka_worker.spec import BadRowAction, Delivery, ValueFormat
 
 
@@ -67,3 +67,32 @@ def test_invalid_uri_names_the_flag() -> None:
 def test_shard_index_comes_from_the_job_completion_index() -> None:
     _, run = parse_argv([*MINIMAL, "--shard", "0/4"], {"JOB_COMPLETION_INDEX": "3"})
     assert (run.shard_index, run.shard_count) == (3, 4)
+
+
+def test_the_new_dialect_settings_round_trip_and_the_engine_is_a_run_option() -> None:
+    argv = [*MINIMAL, "--escape", "\\", "--doublequote", "true", "--max-record-bytes", "1048576",
+            "--engine", "python"]
+    spec, run = parse_argv(argv)
+    assert (spec.source.csv.doublequote, spec.source.csv.doubled_quotes) == (True, True)
+    assert spec.source.csv.max_record_bytes == 1048576
+    assert run.engine is EngineChoice.PYTHON
+    again, _ = parse_argv(to_cli_args(spec))
+    assert again == spec
+    assert "--engine" not in to_cli_args(spec)  # how to run is the pod's business, not the spec's
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    (["--delimiter", "§"], "is not an ASCII character"),
+    (["--encoding", "utf-16"], "is not ASCII-compatible; convert the file to UTF-8"),
+    (["--max-record-bytes", "10"], "greater than or equal to 1024"),
+])
+def test_dialects_the_splitter_cannot_read_exactly_are_refused_with_the_fix(setting: list[str],
+                                                                            message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_argv([*MINIMAL, *setting])
+
+
+def test_the_default_doublequote_follows_the_escape_character() -> None:
+    plain, _ = parse_argv(MINIMAL)
+    escaped, _ = parse_argv([*MINIMAL, "--escape", "\\"])
+    assert plain.source.csv.doubled_quotes is True and escaped.source.csv.doubled_quotes is False

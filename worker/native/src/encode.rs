@@ -198,6 +198,8 @@ impl Encoder {
                 key,
             });
         }
+        // The values live until their last acknowledgement: give back the growth slack now.
+        out.values.shrink_to_fit();
         out
     }
 

@@ -20,7 +20,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "batch.size": 1_000_000,
     "compression.type": "lz4",
     "queue.buffering.max.messages": 100_000,
-    "queue.buffering.max.kbytes": 32_768,
+    "queue.buffering.max.kbytes": 16_384,
     "message.timeout.ms": 120_000,
     "socket.keepalive.enable": True,
 }

@@ -5,8 +5,10 @@
 # Debian's toolchain, and installs it, with every dependency pinned by requirements.lock, into a
 # virtual environment; the runtime stage is the same base image plus that environment (no compiler),
 # run as a numeric non-root user, ready for a read-only root filesystem.
-# tests/integration/test_image_entrypoint.py installs the project the same way and runs the commands.
-FROM python:3.11-slim-bookworm AS build
+# tests/integration/test_image_entrypoint.py installs the project the same way and runs the commands;
+# dev/build/images.sh builds this file with buildah on a Debian base of its own (PYTHON_IMAGE).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 # Unpinned on purpose: the build stage takes Debian's current (security-updated) Rust; nothing of it
 # reaches the runtime image.
@@ -21,20 +23,21 @@ COPY operator/ operator/
 # Binary wheels only for the dependencies: every pinned one ships one. The csvkafka wheel itself is
 # built here, native core included (its build fails loudly if the core does not load, below).
 RUN pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/csvkafka \
+ && python3 -m venv /opt/csvkafka \
  && /opt/csvkafka/bin/pip install --only-binary=:all: --constraint requirements.lock /wheels/csvkafka-*.whl \
  && /opt/csvkafka/bin/pip uninstall --yes pip setuptools \
  && /opt/csvkafka/bin/python -c "import confluent_kafka; from csvkafka_worker import _native; assert _native.check() is None"
 
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0
+ARG PYTHON_IMAGE
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="csvkafka" \
       org.opencontainers.image.description="Bulk-load CSV from Amazon S3 into Apache Kafka / Amazon MSK: operator and worker" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="python:3.11-slim-bookworm"
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 # 65532 is also the uid the operator's Jobs and the Helm chart run as (runAsUser), so files the
 # image owns and files the pod writes agree. The account exists so tools that look it up work.
 RUN groupadd --system --gid 65532 csvkafka \

@@ -81,3 +81,15 @@ def events(stderr: str, name: str) -> list[dict[str, Any]]:
             if event.get("event") == name:
                 out.append(event)
     return out
+
+
+def evict_pod(core_api: Any, namespace: str, name: str) -> None:
+    """Evicts a pod through the Eviction API, as a Spot interruption handler (or a drain) does: the API
+    server checks PodDisruptionBudgets, adds the DisruptionTarget condition and deletes the pod with its
+    grace period, and its kubelet stops the container with SIGTERM."""
+    from kubernetes import client
+
+    body = client.V1Eviction(api_version="policy/v1", kind="Eviction",
+                             metadata=client.V1ObjectMeta(name=name, namespace=namespace))
+    # The server answers with a Status, not an Eviction: skip the client's model conversion.
+    core_api.create_namespaced_pod_eviction(name, namespace, body, _preload_content=False)

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl of one
-# Kubernetes release from the Go module proxy into "$CSVKAFKA_CACHE/bin".
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl of one
+# Kubernetes release, and crictl (the stack's nodes are torn down through CRI), from the Go module
+# proxy into "$CSVKAFKA_CACHE/bin".
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every staging module with a
 # local path. A wrapper module requires it and replaces each staging module with its published
 # v0.x twin; the replace list is read from the release's own go.mod so it never drifts.
 set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
+CRI_TOOLS_VERSION=${CRI_TOOLS_VERSION:-v1.34.0}
 CACHE=${CSVKAFKA_CACHE:-$HOME/.cache/csvkafka}
 BIN=$CACHE/bin
-STAMP=$BIN/.kubernetes-$K8S_VERSION
+STAMP=$BIN/.kubernetes-$K8S_VERSION-kubelet-crictl-$CRI_TOOLS_VERSION
 [ -f "$STAMP" ] && exit 0
+echo "building Kubernetes $K8S_VERSION from source (a few minutes the first time, cached after)" >&2
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 export GOMODCACHE=${GOMODCACHE:-$CACHE/gomod}
@@ -33,7 +36,7 @@ go_line=$(grep -m1 '^go ' "$upstream_mod")
 
 cmd=k8s.io/kubernetes/cmd
 go get -tool "$cmd/kube-apiserver@$K8S_VERSION" "$cmd/kube-controller-manager@$K8S_VERSION" \
-  "$cmd/kube-scheduler@$K8S_VERSION" "$cmd/kubectl@$K8S_VERSION"
+  "$cmd/kube-scheduler@$K8S_VERSION" "$cmd/kubelet@$K8S_VERSION" "$cmd/kubectl@$K8S_VERSION"
 etcd_version=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 go get -tool "go.etcd.io/etcd/server/v3@$etcd_version"
 
@@ -43,6 +46,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
 go build -trimpath -ldflags "$ldflags" -o "$BIN/" "$cmd/kube-apiserver" "$cmd/kube-controller-manager" \
-  "$cmd/kube-scheduler" "$cmd/kubectl"
+  "$cmd/kube-scheduler" "$cmd/kubelet" "$cmd/kubectl"
 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
+GOBIN=$BIN go install -trimpath -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
 touch "$STAMP"

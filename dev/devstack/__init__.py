@@ -1,1 +1,1 @@
-"""The local real stack behind dev/stack: services, node agent and their helpers."""
+"""The local real stack behind dev/stack: its services, network, nodes, images and their helpers."""

@@ -1,4 +1,4 @@
-"""dev/stack: the local real stack (Kafka, S3/DynamoDB, a Kubernetes control plane with EKS-like nodes).
+"""dev/stack: the local real stack (Kafka, S3/DynamoDB, a Kubernetes control plane, three EKS-like nodes).
 
     dev/stack up [--without operator|kube|...]     start what is not running (idempotent)
     dev/stack down [--purge]                       stop what `up` started; --purge also wipes data
@@ -15,13 +15,14 @@ import shlex
 import shutil
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
-from devstack import aws, kafka, kube, operator
-from devstack.layout import HOST, Layout
+from devstack import aws, kafka, kube, network, nodes, operator
+from devstack.layout import LOOPBACK, Layout
 from devstack.processes import Managed, StackError
 
-PARTS = ("kafka", "aws", "kube", "node-agent", "operator")
+PARTS = ("kafka", "aws", "kube", "nodes", "operator")
 
 
 def environment(layout: Layout) -> dict[str, str]:
@@ -31,8 +32,8 @@ def environment(layout: Layout) -> dict[str, str]:
         "KUBECONFIG": str(layout.admin_kubeconfig),
         "AWS_ENDPOINT_URL": aws.endpoint(layout),
         **aws.CREDENTIALS,
-        "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{layout.ports.kafka}",
-        "KAFKA_SASL_SSL_BOOTSTRAP_SERVERS": f"{HOST}:{layout.ports.kafka_sasl_ssl}",
+        "KAFKA_BOOTSTRAP_SERVERS": f"{layout.host}:{layout.ports.kafka}",
+        "KAFKA_SASL_SSL_BOOTSTRAP_SERVERS": f"{layout.host}:{layout.ports.kafka_sasl_ssl}",
         "KAFKA_CA_PEM": str(layout.kafka_ca_pem),
         "KAFKA_SCRAM_USERNAME": user.name,
         "KAFKA_SCRAM_PASSWORD": user.password,
@@ -46,28 +47,28 @@ def environment(layout: Layout) -> dict[str, str]:
 def all_services(layout: Layout) -> list[tuple[Managed, str]]:
     p = layout.ports
     where = {
-        "kafka": f"PLAINTEXT {HOST}:{p.kafka}, SASL_SSL {HOST}:{p.kafka_sasl_ssl}",
+        "kafka": f"PLAINTEXT {layout.host}:{p.kafka}, SASL_SSL {layout.host}:{p.kafka_sasl_ssl}",
         "moto": aws.endpoint(layout),
-        "etcd": f"http://{HOST}:{p.etcd}",
-        "kube-apiserver": kube.server_url(layout),
+        "etcd": f"http://{LOOPBACK}:{p.etcd}",
+        "kube-apiserver": layout.api_server,
         "kube-controller-manager": "",
         "kube-scheduler": "",
-        "node-agent": "3 nodes (fargate, spot, on-demand)",
         "operator": f"csvkafka operator, liveness {operator.liveness_url(layout)}",
     }
-    services = [kafka.service(layout), aws.service(layout), *kube.services(layout).values(),
-                operator.service(layout)]
-    return [(s, where[s.name]) for s in services]
+    services = [kafka.service(layout), aws.service(layout), *kube.services(layout).values()]
+    return [*((s, where[s.name]) for s in services), *nodes.status(layout),
+            (operator.service(layout), where["operator"])]
 
 
 def cmd_up(layout: Layout, without: set[str]) -> None:
     started = time.monotonic()
+    network.up(layout)
     if "aws" not in without:
         aws.up(layout)
     if "kafka" not in without:
         kafka.up(layout)
     if "kube" not in without:
-        kube.up(layout, with_node_agent="node-agent" not in without)
+        kube.up(layout, with_nodes="nodes" not in without)
         if "operator" not in without:
             operator.up(layout)
     print(f"stack up in {time.monotonic() - started:.1f}s", file=sys.stderr)
@@ -75,13 +76,26 @@ def cmd_up(layout: Layout, without: set[str]) -> None:
 
 
 def cmd_down(layout: Layout, purge: bool) -> None:
-    # Reverse order: the node agent and controllers before the apiserver, etcd last.
+    # Reverse order: the operator, the nodes (their pods first), the controllers before the
+    # apiserver, etcd last; then the network and what the kubelets changed on the host.
+    if operator.service(layout).stop():
+        print("stopped operator", file=sys.stderr)
+    for name in nodes.down(layout):
+        print(f"stopped {name}", file=sys.stderr)
     for svc, _ in reversed(all_services(layout)):
         if svc.stop():
             print(f"stopped {svc.name}", file=sys.stderr)
+    for what in network.down(layout, last_stack=not _other_stacks(layout)):
+        print(f"removed {what}", file=sys.stderr)
     if purge and layout.state.exists():
         shutil.rmtree(layout.state)
         print(f"removed {layout.state}", file=sys.stderr)
+
+
+def _other_stacks(layout: Layout) -> bool:
+    """Another stack's bridge on this machine (CSVKAFKA_PORT_OFFSET) means its kubelets still run."""
+    return any(p.name.startswith("csvkafka") and p.name != layout.network.bridge
+               for p in Path("/sys/class/net").iterdir())
 
 
 def cmd_status(layout: Layout, stream: TextIO = sys.stdout) -> int:
@@ -108,7 +122,7 @@ def cmd_kubeconfig_for(layout: Layout, namespace: str, service_account: str) -> 
     target = layout.kube_dir / "serviceaccounts" / f"{namespace}.{service_account}.kubeconfig"
     target.parent.mkdir(parents=True, exist_ok=True)
     path = write_serviceaccount_kubeconfig(
-        api, namespace, service_account, target, server=kube.server_url(layout), ca_file=kube.pki(layout) / "ca.crt"
+        api, namespace, service_account, target, server=layout.api_server, ca_file=kube.pki(layout) / "ca.crt"
     )
     print(path)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from devstack.layout import HOST, Layout
+from devstack.layout import Layout
 from devstack.processes import Managed, wait_until
 
 CREDENTIALS = {
@@ -17,7 +17,7 @@ CREDENTIALS = {
 
 
 def endpoint(layout: Layout) -> str:
-    return f"http://{HOST}:{layout.ports.aws}"
+    return f"http://{layout.host}:{layout.ports.aws}"
 
 
 def service(layout: Layout) -> Managed:
@@ -28,7 +28,7 @@ def up(layout: Layout) -> None:
     svc = service(layout)
     if svc.running():
         return
-    svc.start([str(layout.venv_bin / "moto_server"), "-H", HOST, "-p", str(layout.ports.aws)])
+    svc.start([str(layout.venv_bin / "moto_server"), "-H", layout.host, "-p", str(layout.ports.aws)])
     wait_until(svc, lambda: _answers(layout), timeout=60, what=f"HTTP on {endpoint(layout)}")
 
 

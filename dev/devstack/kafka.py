@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import certs
-from devstack.layout import HOST, REPO, Layout
+from devstack.layout import LOOPBACK, REPO, Layout
 from devstack.processes import Managed, run_checked, wait_until
 
 CLUSTER_ID = "Y3N2a2Fma2EtZGV2LXN0YQ"
@@ -34,10 +34,10 @@ def render_properties(layout: Layout, keystore: Path) -> str:
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
-        "controller.quorum.voters": f"1@{HOST}:{p.kafka_controller}",
-        "listeners": f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller},"
-        f"SASL_SSL://{HOST}:{p.kafka_sasl_ssl}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{p.kafka},SASL_SSL://{HOST}:{p.kafka_sasl_ssl}",
+        "controller.quorum.voters": f"1@{LOOPBACK}:{p.kafka_controller}",
+        "listeners": f"PLAINTEXT://{layout.host}:{p.kafka},CONTROLLER://{LOOPBACK}:{p.kafka_controller},"
+        f"SASL_SSL://{layout.host}:{p.kafka_sasl_ssl}",
+        "advertised.listeners": f"PLAINTEXT://{layout.host}:{p.kafka},SASL_SSL://{layout.host}:{p.kafka_sasl_ssl}",
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
@@ -101,7 +101,7 @@ def up(layout: Layout) -> None:
     tls = tls_dir(layout)
     ca_crt, _ = certs.ensure_ca(tls, "csvkafka-dev-kafka-ca")
     crt, key = certs.ensure_cert(
-        tls, "broker", subject="/CN=localhost", server_names=["IP:127.0.0.1", "DNS:localhost"]
+        tls, "broker", subject="/CN=localhost", server_names=[f"IP:{layout.host}", "IP:127.0.0.1", "DNS:localhost"]
     )
     keystore = certs.ensure_pkcs12(crt, key, ca_crt, tls / "broker.p12", KEYSTORE_PASSWORD)
     pem = layout.kafka_ca_pem
@@ -125,13 +125,13 @@ def up(layout: Layout) -> None:
 
 def _broker_answers(layout: Layout) -> bool:
     try:
-        with socket.create_connection((HOST, layout.ports.kafka), timeout=1):
+        with socket.create_connection((layout.host, layout.ports.kafka), timeout=1):
             pass
     except OSError:
         return False
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": f"{HOST}:{layout.ports.kafka}"})
+    admin = AdminClient({"bootstrap.servers": f"{layout.host}:{layout.ports.kafka}"})
     try:
         return len(admin.list_topics(timeout=2).brokers) > 0
     except Exception:

@@ -1,25 +1,25 @@
 """A real Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
-Started the way envtest starts it, plus what a Job-running cluster needs: RBAC, the PodSecurity and
-ServiceAccount admission plugins, and the controller-manager's token and ServiceAccount controllers.
-No kubelet can run here: the node agent (devstack.node_agent) registers EKS-like nodes and runs pods
-as local processes. Its heartbeat stands in for the node-lifecycle controller, which is off, as is the
-TaintNodesByCondition admission plugin that would taint fresh nodes until that controller clears it.
+Started the way envtest starts it, plus what a Job-running cluster needs: the Node and RBAC
+authorizers, the PodSecurity, ServiceAccount and NodeRestriction admission plugins, the
+controller-manager's token, ServiceAccount and node-lifecycle controllers, and a client certificate
+to reach the kubelets (devstack.nodes) whose serving certificates it verifies. A lost node is
+noticed and its pods evicted within seconds (EKS: minutes), so the node-loss tests stay short.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
-import sys
 import urllib.request
 from pathlib import Path
 
-from devstack import certs
-from devstack.layout import HOST, REPO, Layout
+from devstack import certs, kubeconfig, nodes
+from devstack.layout import LOOPBACK, REPO, Layout
 from devstack.processes import Managed, run_checked, wait_until
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# How long a NotReady / unreachable node keeps its pods (the default tolerations the API server adds).
+TOLERATION_SECONDS = 15
 
 
 def services(layout: Layout) -> dict[str, Managed]:
@@ -30,37 +30,22 @@ def pki(layout: Layout) -> Path:
     return layout.kube_dir / "pki"
 
 
-def server_url(layout: Layout) -> str:
-    return f"https://{HOST}:{layout.ports.apiserver}"
-
-
-def write_kubeconfig(path: Path, *, server: str, ca: Path, user: dict[str, str]) -> Path:
-    user_lines = "".join(f"      {k}: {v}\n" for k, v in user.items())
-    path.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- name: csvkafka-dev\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n"
-        f"users:\n- name: user\n  user:\n{user_lines}"
-        "contexts:\n- name: csvkafka-dev\n  context:\n    cluster: csvkafka-dev\n    user: user\n"
-        "current-context: csvkafka-dev\n"
-    )
-    path.chmod(0o600)
-    return path
-
-
 def ensure_pki(layout: Layout) -> None:
     d = pki(layout)
     certs.ensure_ca(d, "csvkafka-dev-kubernetes-ca")
     certs.ensure_cert(
         d, "apiserver", subject="/CN=kube-apiserver",
-        server_names=["IP:127.0.0.1", "IP:10.0.0.1", "DNS:localhost", "DNS:kubernetes",
-                      "DNS:kubernetes.default", "DNS:kubernetes.default.svc"],
+        server_names=[f"IP:{layout.host}", f"IP:{layout.network.kubernetes_service_ip}", "IP:127.0.0.1",
+                      "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc"],
     )
+    certs.ensure_cert(d, "apiserver-kubelet-client", subject="/O=system:masters/CN=kube-apiserver-kubelet-client",
+                      client=True)
     admin_crt, admin_key = certs.ensure_cert(
         d, "admin", subject="/O=system:masters/CN=csvkafka-admin", client=True
     )
     certs.ensure_rsa_keypair(d / "sa.key", d / "sa.pub")
-    write_kubeconfig(
-        layout.admin_kubeconfig, server=server_url(layout), ca=d / "ca.crt",
+    kubeconfig.write(
+        layout.admin_kubeconfig, server=layout.api_server, ca=d / "ca.crt",
         user={"client-certificate": str(admin_crt), "client-key": str(admin_key)},
     )
 
@@ -70,66 +55,69 @@ def apiserver_ready(layout: Layout) -> bool:
     context = ssl.create_default_context(cafile=str(d / "ca.crt"))
     context.load_cert_chain(str(d / "admin.crt"), str(d / "admin.key"))
     try:
-        with urllib.request.urlopen(f"{server_url(layout)}/readyz", context=context, timeout=2) as r:  # noqa: S310
+        with urllib.request.urlopen(f"{layout.api_server}/readyz", context=context, timeout=2) as r:  # noqa: S310
             return bool(r.status == 200)
     except OSError:
         return False
 
 
-def up(layout: Layout, *, with_node_agent: bool = True) -> None:
+def up(layout: Layout, *, with_nodes: bool = True) -> None:
     run_checked([str(REPO / "dev" / "build" / "kubernetes.sh")], what="building Kubernetes")
     run_checked([str(REPO / "dev" / "build" / "helm.sh")], what="building helm")
     ensure_pki(layout)
     svc = services(layout)
     d, p, b = pki(layout), layout.ports, layout.bin
-    kubeconfig = str(layout.admin_kubeconfig)
+    admin = str(layout.admin_kubeconfig)
 
     if not svc["etcd"].running():
         svc["etcd"].start([
             str(b / "etcd"), "--name=default", f"--data-dir={layout.kube_dir / 'etcd'}",
-            f"--listen-client-urls=http://{HOST}:{p.etcd}", f"--advertise-client-urls=http://{HOST}:{p.etcd}",
-            f"--listen-peer-urls=http://{HOST}:{p.etcd_peer}",
-            f"--initial-advertise-peer-urls=http://{HOST}:{p.etcd_peer}",
-            f"--initial-cluster=default=http://{HOST}:{p.etcd_peer}",
+            f"--listen-client-urls=http://{LOOPBACK}:{p.etcd}", f"--advertise-client-urls=http://{LOOPBACK}:{p.etcd}",
+            f"--listen-peer-urls=http://{LOOPBACK}:{p.etcd_peer}",
+            f"--initial-advertise-peer-urls=http://{LOOPBACK}:{p.etcd_peer}",
+            f"--initial-cluster=default=http://{LOOPBACK}:{p.etcd_peer}",
             "--unsafe-no-fsync=true", "--log-level=warn",
         ])
-        wait_until(svc["etcd"], lambda: _http_ok(f"http://{HOST}:{p.etcd}/health"), timeout=60, what="/health")
+        wait_until(svc["etcd"], lambda: _http_ok(f"http://{LOOPBACK}:{p.etcd}/health"), timeout=60, what="/health")
 
     if not svc["kube-apiserver"].running():
         svc["kube-apiserver"].start([
-            str(b / "kube-apiserver"), f"--etcd-servers=http://{HOST}:{p.etcd}",
-            f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={p.apiserver}",
+            str(b / "kube-apiserver"), f"--etcd-servers=http://{LOOPBACK}:{p.etcd}",
+            f"--bind-address={layout.host}", f"--advertise-address={layout.host}", f"--secure-port={p.apiserver}",
             f"--cert-dir={d}", f"--tls-cert-file={d / 'apiserver.crt'}",
             f"--tls-private-key-file={d / 'apiserver.key'}", f"--client-ca-file={d / 'ca.crt'}",
-            "--authorization-mode=RBAC", "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={layout.network.service_cidr}",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={d / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={d / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={d / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--default-not-ready-toleration-seconds={TOLERATION_SECONDS}",
+            f"--default-unreachable-toleration-seconds={TOLERATION_SECONDS}",
             "--allow-privileged=true", "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={d / 'sa.pub'}",
             f"--service-account-signing-key-file={d / 'sa.key'}",
-            "--disable-admission-plugins=TaintNodesByCondition", "--profiling=false", "-v=0",
+            "--profiling=false", "-v=0",
         ])
         wait_until(svc["kube-apiserver"], lambda: apiserver_ready(layout), timeout=120, what="/readyz")
 
     if not svc["kube-controller-manager"].running():
         svc["kube-controller-manager"].start([
-            str(b / "kube-controller-manager"), f"--kubeconfig={kubeconfig}", "--leader-elect=false",
-            "--controllers=*,-node-lifecycle-controller", f"--service-account-private-key-file={d / 'sa.key'}",
+            str(b / "kube-controller-manager"), f"--kubeconfig={admin}", "--leader-elect=false",
+            f"--service-account-private-key-file={d / 'sa.key'}",
+            # A node whose lease is this old is NotReady (the kubelets renew every few seconds).
+            "--node-monitor-grace-period=20s", "--node-monitor-period=2s",
             f"--root-ca-file={d / 'ca.crt'}", "--use-service-account-credentials=true",
-            f"--bind-address={HOST}", f"--secure-port={p.controller_manager}", "--profiling=false",
+            f"--bind-address={LOOPBACK}", f"--secure-port={p.controller_manager}", "--profiling=false",
         ])
     if not svc["kube-scheduler"].running():
         svc["kube-scheduler"].start([
-            str(b / "kube-scheduler"), f"--kubeconfig={kubeconfig}", "--leader-elect=false",
-            f"--bind-address={HOST}", f"--secure-port={p.scheduler}", "--profiling=false",
+            str(b / "kube-scheduler"), f"--kubeconfig={admin}", "--leader-elect=false",
+            f"--bind-address={LOOPBACK}", f"--secure-port={p.scheduler}", "--profiling=false",
         ])
-    if with_node_agent and not svc["node-agent"].running():
-        env = {**os.environ, "PYTHONPATH": str(REPO / "dev")}
-        svc["node-agent"].start(
-            [sys.executable, "-m", "devstack.node_agent", f"--kubeconfig={kubeconfig}",
-             f"--state-dir={layout.state / 'pods'}", f"--extra-path={layout.bin}",
-             f"--extra-path={layout.venv_bin}"],
-            env=env,
-        )
     _wait_for_default_serviceaccount(layout, svc["kube-controller-manager"])
+    if with_nodes:
+        nodes.up(layout, d)
 
 
 def _http_ok(url: str) -> bool:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
+# What only the host talks to (etcd, the controllers, Kafka's controller listener) stays on loopback.
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Ports:
     apiserver: int = 6443
     controller_manager: int = 10257
     scheduler: int = 10259
+    kubelet: int = 10250  # the first node's; each next node +10 (kubelet port, then its healthz)
 
     def shifted(self, offset: int) -> Ports:
         """A second stack on one machine (CSVKAFKA_PORT_OFFSET) moves every port by the same amount."""
@@ -28,14 +30,63 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class Network:
+    """The stack's own bridge. Pods live on it, and every service they call listens on its gateway
+    address, which the host's processes reach as well: nothing leaves the machine, and no pod needs
+    hostNetwork (which the restricted Pod Security profile forbids). One per stack on a machine."""
+
+    index: int
+
+    @property
+    def bridge(self) -> str:
+        return f"csvkafka{self.index}"
+
+    @property
+    def gateway(self) -> str:
+        return f"10.{88 + self.index}.0.1"
+
+    @property
+    def prefix(self) -> int:
+        return 16
+
+    @property
+    def subnet(self) -> str:
+        return f"10.{88 + self.index}.0.0/{self.prefix}"
+
+    def pod_range(self, node: int) -> tuple[str, str]:
+        """Node `node`'s pod addresses: its own /24 of the bridge's subnet."""
+        return f"10.{88 + self.index}.{node + 1}.2", f"10.{88 + self.index}.{node + 1}.254"
+
+    @property
+    def service_cidr(self) -> str:
+        return f"10.{96 + self.index}.0.0/24"
+
+    @property
+    def kubernetes_service_ip(self) -> str:
+        """The `kubernetes` Service's ClusterIP, which the stack routes to the API server."""
+        return f"10.{96 + self.index}.0.1"
+
+
+@dataclass(frozen=True)
 class Layout:
     cache: Path
     ports: Ports
+    network: Network
 
     @classmethod
     def from_env(cls) -> Layout:
         cache = Path(os.environ.get("CSVKAFKA_CACHE", Path.home() / ".cache" / "csvkafka"))
-        return cls(cache=cache, ports=Ports().shifted(int(os.environ.get("CSVKAFKA_PORT_OFFSET", "0"))))
+        offset = int(os.environ.get("CSVKAFKA_PORT_OFFSET", "0"))
+        return cls(cache=cache, ports=Ports().shifted(offset), network=Network(index=offset // 100 % 8))
+
+    @property
+    def api_server(self) -> str:
+        return f"https://{self.host}:{self.ports.apiserver}"
+
+    @property
+    def host(self) -> str:
+        """Where every service listens: the bridge's gateway, reachable from the host and from pods."""
+        return self.network.gateway
 
     @property
     def bin(self) -> Path:

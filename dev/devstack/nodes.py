@@ -1,36 +1,32 @@
-"""The agent's three EKS-like nodes: their manifests, their registration and their heartbeat.
+"""Three real nodes shaped like an EKS cluster's: a kubelet and a containerd each.
 
-With the node-lifecycle controller off nothing would ever mark a silent node NotReady, but the
-heartbeat (Lease + Ready condition) is kept anyway so the nodes look exactly like kubelet's to
-anything that reads them (kubectl, the scheduler's node-lease aware plugins, tests).
+Each node has its own containerd (root, state, socket), kubelet (root dir, ports, cgroup root, pod
+log dir) and CNI configuration: the pods of all three share the stack's bridge, each node handing out
+addresses from its own /24. The node's InternalIP is the bridge's gateway, where the API server reaches
+its kubelet (a serving certificate from the stack's CA) and where its pods reach the stack's services.
 """
 
 from __future__ import annotations
 
-import logging
-import platform
-import threading
-from collections.abc import Sequence
+import contextlib
+import json
+import os
+import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from devstack import certs, images, kubeconfig
+from devstack.layout import LOOPBACK, REPO, Layout
+from devstack.processes import Managed, StackError, run_checked, wait_until
 
-log = logging.getLogger("node-agent")
-
-KUBELET_VERSION = "v1.34.4"
-HEARTBEAT_SECONDS = 10.0
-LEASE_SECONDS = 40
-CAPACITY = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-# Every "node" is this machine: a pod's hostIP must reach the host, so it is the loopback address.
-HOST_IP = "127.0.0.1"
-STRATEGIC = "application/strategic-merge-patch+json"
+CGROUP_FS = Path("/sys/fs/cgroup")
+# Short, so a lost node's pods are replaced within a minute (EKS: 300 s); see kube.py.
+NODE_LEASE_SECONDS = 12
 
 
 @dataclass(frozen=True)
 class NodeSpec:
+    short: str
     name: str
     zone: str
     labels: dict[str, str]
@@ -39,12 +35,14 @@ class NodeSpec:
 
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec(
+        short="fargate",
         name="fargate-ip-10-0-1-10.ec2.internal",
         zone="us-east-1a",
         labels={"eks.amazonaws.com/compute-type": "fargate"},
         taints=[{"key": "eks.amazonaws.com/compute-type", "value": "fargate", "effect": "NoSchedule"}],
     ),
     NodeSpec(
+        short="spot",
         name="ip-10-0-2-20.ec2.internal",
         zone="us-east-1b",
         labels={
@@ -54,6 +52,7 @@ NODES: tuple[NodeSpec, ...] = (
         },
     ),
     NodeSpec(
+        short="on-demand",
         name="ip-10-0-3-30.ec2.internal",
         zone="us-east-1c",
         labels={
@@ -65,157 +64,250 @@ NODES: tuple[NodeSpec, ...] = (
 )
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass(frozen=True)
+class Node:
+    """Where one node keeps its things, and its two processes."""
+
+    layout: Layout
+    spec: NodeSpec
+    number: int
+
+    @property
+    def dir(self) -> Path:
+        return self.layout.state / "nodes" / self.spec.short
+
+    @property
+    def run_dir(self) -> Path:
+        # Sockets: a short path under /run (a unix socket's path is limited to 107 bytes).
+        return Path("/run") / f"csvkafka{self.layout.network.index}" / self.spec.short
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "containerd.sock"
+
+    @property
+    def cgroup_root(self) -> str:
+        return f"/csvkafka{self.layout.network.index}-{self.spec.short}"
+
+    @property
+    def kubelet_port(self) -> int:
+        return self.layout.ports.kubelet + 10 * self.number
+
+    @property
+    def containerd(self) -> Managed:
+        return Managed(f"containerd-{self.spec.short}", self.layout.run, self.layout.logs)
+
+    @property
+    def kubelet(self) -> Managed:
+        return Managed(f"kubelet-{self.spec.short}", self.layout.run, self.layout.logs)
+
+
+def nodes(layout: Layout) -> list[Node]:
+    return [Node(layout, spec, number) for number, spec in enumerate(NODES)]
+
+
+def services(layout: Layout) -> list[Managed]:
+    return [svc for node in nodes(layout) for svc in (node.containerd, node.kubelet)]
+
+
+def render_containerd_config(node: Node) -> str:
+    return f"""version = 2
+root = "{node.dir / 'containerd'}"
+state = "{node.run_dir / 'state'}"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "{node.socket}"
+[ttrpc]
+  address = "{node.socket}.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{images.PAUSE}"
+  # Root here lacks CAP_SYS_RESOURCE: a negative oom_score_adj (kubelet asks -998 for sandboxes)
+  # would kill runc's init, so none goes below containerd's own.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{node.dir / 'cni'}"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{node.dir / 'containerd' / 'opt'}"
+"""
+
+
+def render_cni_config(node: Node) -> str:
+    net = node.layout.network
+    start, end = net.pod_range(node.number)
+    return json.dumps({
+        "cniVersion": "1.0.0",
+        "name": f"csvkafka{net.index}",
+        "plugins": [{
+            "type": "bridge", "bridge": net.bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+            "ipam": {"type": "host-local", "dataDir": str(node.dir / "ipam"),
+                     "ranges": [[{"subnet": net.subnet, "rangeStart": start, "rangeEnd": end,
+                                  "gateway": net.gateway}]],
+                     "routes": [{"dst": "0.0.0.0/0"}]},
+        }],
+    }, indent=2)
+
+
+def render_kubelet_config(node: Node, serving: tuple[Path, Path], ca: Path) -> str:
+    config = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": node.layout.network.gateway,
+        "port": node.kubelet_port,
+        "healthzBindAddress": LOOPBACK,
+        "healthzPort": node.kubelet_port + 1,
+        "readOnlyPort": 0,
+        "tlsCertFile": str(serving[0]),
+        "tlsPrivateKeyFile": str(serving[1]),
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
+                           "x509": {"clientCAFile": str(ca)}},
+        "authorization": {"mode": "Webhook"},
+        "containerRuntimeEndpoint": f"unix://{node.socket}",
+        # The host mixes cgroup v1 and v2 and has no systemd: cgroupfs, each node under its own root
+        # so that no kubelet cleans up another's pods.
+        "cgroupDriver": "cgroupfs",
+        "cgroupRoot": node.cgroup_root,
+        "failCgroupV1": False,
+        "failSwapOn": False,
+        "podLogsDir": str(node.dir / "pod-logs"),
+        "registerWithTaints": node.spec.taints,
+        "nodeLeaseDurationSeconds": NODE_LEASE_SECONDS,
+        "nodeStatusReportFrequency": "10s",
+        # Every node sees the whole machine's disk: no image GC or disk-pressure eviction of the
+        # images that cannot be pulled again; memory pressure still evicts.
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
+                         "nodefs.inodesFree": "1%"},
+        "serializeImagePulls": False,
+        "shutdownGracePeriod": "0s",
+        "resolvConf": "",
+    }
+    return json.dumps(config, indent=2)
 
 
 def node_labels(spec: NodeSpec) -> dict[str, str]:
-    return {
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-        "kubernetes.io/hostname": spec.name,
-        "topology.kubernetes.io/region": "us-east-1",
-        "topology.kubernetes.io/zone": spec.zone,
-        "beta.kubernetes.io/os": "linux",
-        "beta.kubernetes.io/arch": "amd64",
-        **spec.labels,
-    }
+    return {"topology.kubernetes.io/region": "us-east-1", "topology.kubernetes.io/zone": spec.zone, **spec.labels}
 
 
-def node_conditions(now: str, since: str) -> list[dict[str, str]]:
-    healthy = [
-        ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-    ]
-    conditions = [
-        {"type": t, "status": "False", "reason": r, "message": m, "lastHeartbeatTime": now,
-         "lastTransitionTime": since}
-        for t, r, m in healthy
-    ]
-    conditions.append({
-        "type": "Ready", "status": "True", "reason": "KubeletReady",
-        "message": "node agent is posting ready status", "lastHeartbeatTime": now,
-        "lastTransitionTime": since,
-    })
-    return conditions
+def _ensure_cgroup_root(node: Node) -> None:
+    """The kubelet wants its cgroup root to exist in every hierarchy it uses."""
+    for hierarchy in CGROUP_FS.iterdir():
+        if (hierarchy / "cgroup.procs").exists():
+            (hierarchy / node.cgroup_root.lstrip("/")).mkdir(exist_ok=True)
 
 
-def node_status(spec: NodeSpec, now: str, since: str) -> dict[str, Any]:
-    return {
-        "capacity": dict(CAPACITY),
-        "allocatable": dict(CAPACITY),
-        "conditions": node_conditions(now, since),
-        "addresses": [
-            {"type": "InternalIP", "address": HOST_IP},
-            {"type": "Hostname", "address": spec.name},
-            {"type": "InternalDNS", "address": spec.name},
-        ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
-        "nodeInfo": {
-            "machineID": "", "systemUUID": "", "bootID": "",
-            "kernelVersion": platform.release(), "osImage": "csvkafka node agent",
-            "containerRuntimeVersion": "process://local", "kubeletVersion": KUBELET_VERSION,
-            "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
-        },
-    }
+def _credentials(node: Node, pki: Path) -> tuple[Path, tuple[Path, Path]]:
+    """The node's client certificate (as the Node authorizer wants it) and its kubelet's serving one."""
+    crt, key = certs.ensure_cert(pki, f"node-{node.spec.short}",
+                                 subject=f"/O=system:nodes/CN=system:node:{node.spec.name}", client=True)
+    path = kubeconfig.write(node.dir / "kubelet.kubeconfig", server=node.layout.api_server, ca=pki / "ca.crt",
+                            user={"client-certificate": str(crt), "client-key": str(key)})
+    serving = certs.ensure_cert(pki, "kubelet-serving", subject="/CN=kubelet",
+                                server_names=[f"IP:{node.layout.network.gateway}"])
+    return path, serving
 
 
-def node_manifest(spec: NodeSpec, now: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": spec.name, "labels": node_labels(spec)},
-        "spec": {"taints": list(spec.taints)},
-        "status": node_status(spec, now, now),
-    }
+def up(layout: Layout, pki: Path) -> None:
+    if subprocess.run([str(REPO / "dev" / "build" / "node-packages.sh")], check=False, timeout=900).returncode != 0:
+        raise StackError("the nodes' packages are missing (see above)")
+    archives = images.build()
+    for node in nodes(layout):
+        for d in (node.dir, node.run_dir, node.dir / "cni", node.dir / "pod-logs", node.dir / "kubelet"):
+            d.mkdir(parents=True, exist_ok=True)
+        if not node.containerd.running():
+            config = node.dir / "containerd.toml"
+            config.write_text(render_containerd_config(node))
+            (node.dir / "cni" / "10-csvkafka.conflist").write_text(render_cni_config(node))
+            node.socket.unlink(missing_ok=True)
+            node.containerd.start(["containerd", "--config", str(config)])
+            wait_until(node.containerd, node.socket.exists, timeout=30, what=f"its socket {node.socket}")
+        images.load(node.socket, archives)
+        if not node.kubelet.running():
+            _ensure_cgroup_root(node)
+            client_config, serving = _credentials(node, pki)
+            config = node.dir / "kubelet.json"
+            config.write_text(render_kubelet_config(node, serving, pki / "ca.crt"))
+            labels = ",".join(f"{k}={v}" for k, v in node_labels(node.spec).items())
+            node.kubelet.start([
+                str(layout.bin / "kubelet"), f"--config={config}", f"--kubeconfig={client_config}",
+                f"--root-dir={node.dir / 'kubelet'}", f"--cert-dir={node.dir / 'kubelet' / 'pki'}",
+                f"--hostname-override={node.spec.name}", f"--node-ip={layout.network.gateway}",
+                f"--node-labels={labels}", "--v=1",
+            ])
+    for node in nodes(layout):
+        wait_until(node.kubelet, lambda n=node: _ready(layout, n.spec.name), timeout=120,  # type: ignore[misc]
+                   what=f"node {node.spec.name} Ready")
 
 
-def lease_manifest(spec: NodeSpec, node_uid: str, renew: str) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": spec.name, "namespace": "kube-node-lease"}
-    if node_uid:
-        # As kubelet does: the Lease goes away with its Node.
-        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": spec.name, "uid": node_uid}]
-    return {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": metadata,
-        "spec": {"holderIdentity": spec.name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": renew},
-    }
+def _ready(layout: Layout, name: str) -> bool:
+    probe = subprocess.run([str(layout.bin / "kubectl"), f"--kubeconfig={layout.admin_kubeconfig}", "get", "node",
+                            name, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"],
+                           capture_output=True, text=True, check=False, timeout=30)
+    return probe.stdout.strip() == "True"
 
 
-def _micro_now() -> datetime:
-    return datetime.now(UTC)
+def down(layout: Layout) -> list[str]:
+    """Stops the kubelets, then every pod through CRI (their network goes with them), then the
+    containerds; unmounts what was left mounted under the nodes' dirs. Returns what it stopped."""
+    stopped = []
+    for node in nodes(layout):
+        if node.kubelet.stop():
+            stopped.append(node.kubelet.name)
+    for node in nodes(layout):
+        if node.containerd.running():
+            _remove_pods(layout, node)
+        if node.containerd.stop():
+            stopped.append(node.containerd.name)
+        _kill_cgroup(node)
+    _unmount_under([layout.state / "nodes", *(node.run_dir for node in nodes(layout))])
+    return stopped
 
 
-class NodeKeeper:
-    """Registers the nodes (create, or bring an existing one back to spec) and keeps them Ready."""
+def _remove_pods(layout: Layout, node: Node) -> None:
+    crictl = [str(layout.bin / "crictl"), f"--runtime-endpoint=unix://{node.socket}", "--timeout=20s"]
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        pods = run_checked([*crictl, "pods", "-q"], what="listing pods", timeout=30).split()
+        for pod in pods:
+            subprocess.run([*crictl, "stopp", pod], capture_output=True, check=False, timeout=60)
+            subprocess.run([*crictl, "rmp", "--force", pod], capture_output=True, check=False, timeout=60)
 
-    def __init__(self, api_client: client.ApiClient, specs: Sequence[NodeSpec] = NODES) -> None:
-        self.core = client.CoreV1Api(api_client)
-        self.coordination = client.CoordinationV1Api(api_client)
-        self.specs = list(specs)
-        self._uids: dict[str, str] = {}
-        self._ready_since: dict[str, str] = {}
 
-    @property
-    def names(self) -> set[str]:
-        return {s.name for s in self.specs}
+def _kill_cgroup(node: Node) -> None:
+    """Whatever still runs under the node's cgroup root (a pod whose shim was lost) is killed, and the
+    cgroups are removed, deepest first."""
+    for hierarchy in CGROUP_FS.iterdir():
+        root = hierarchy / node.cgroup_root.lstrip("/")
+        if not root.is_dir():
+            continue
+        for procs in root.rglob("cgroup.procs"):
+            for pid in procs.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), 9)
+        for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            root.rmdir()
 
-    def register(self) -> None:
-        for spec in self.specs:
-            now = now_rfc3339()
-            manifest = node_manifest(spec, now)
-            try:
-                node = self.core.create_node(client.V1Node.model_validate(manifest))
-                log.info("node %s registered", spec.name)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                # A restarted agent: labels and taints are brought back to spec (merge keeps labels
-                # someone else added); the status is rewritten by the first heartbeat below.
-                node = self.core.patch_node(
-                    spec.name,
-                    {"metadata": {"labels": manifest["metadata"]["labels"]},
-                     "spec": {"taints": manifest["spec"]["taints"], "unschedulable": False}},
-                    _content_type="application/merge-patch+json",
-                )
-                log.info("node %s already registered; updated", spec.name)
-            self._uids[spec.name] = str(node.metadata.uid if node.metadata else "")
-            self._ready_since.setdefault(spec.name, now)
-        self.heartbeat()
 
-    def heartbeat(self) -> None:
-        for spec in self.specs:
-            now = now_rfc3339()
-            status = node_status(spec, now, self._ready_since.get(spec.name, now))
-            try:
-                self.core.patch_node_status(spec.name, {"status": status}, _content_type=STRATEGIC)
-                self._renew_lease(spec)
-            except ApiException as exc:
-                log.warning("heartbeat of node %s failed: %s %s", spec.name, exc.status, exc.reason)
-            except Exception as exc:
-                # Above all the heartbeat must outlive an apiserver restart.
-                log.warning("heartbeat of node %s failed: %s", spec.name, exc)
+def _unmount_under(prefixes: list[Path]) -> None:
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for target in sorted(mounts, key=len, reverse=True):
+        if any(target.startswith(str(prefix) + "/") or target == str(prefix) for prefix in prefixes):
+            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
 
-    def _renew_lease(self, spec: NodeSpec) -> None:
-        renew = _micro_now()
-        try:
-            self.coordination.patch_namespaced_lease(
-                spec.name, "kube-node-lease",
-                {"spec": {"holderIdentity": spec.name, "leaseDurationSeconds": LEASE_SECONDS,
-                          "renewTime": renew.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}},
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            manifest = lease_manifest(spec, self._uids.get(spec.name, ""),
-                                      renew.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-            self.coordination.create_namespaced_lease(
-                "kube-node-lease", client.V1Lease.model_validate(manifest)
-            )
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
-            self.heartbeat()
+def status(layout: Layout) -> list[tuple[Managed, str]]:
+    return [(svc, where) for node in nodes(layout) for svc, where in (
+        (node.containerd, f"{node.spec.name}: containerd {node.socket}"),
+        (node.kubelet, f"{node.spec.name}: kubelet :{node.kubelet_port}, runtime containerd"),
+    )]

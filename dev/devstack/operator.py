@@ -1,8 +1,8 @@
 """The csvkafka operator as a local process (`csvkafka operator`), its CRD applied first.
 
-Worker pods run as processes of the node agent on this host, so the operator hands them the stack's
-AWS endpoint and test credentials (in EKS, IRSA gives them real ones), and turns their metrics port
-off: every pod shares this one network namespace.
+Its workers run the image built from the Dockerfile on the stack's nodes; the operator hands them the
+stack's AWS endpoint (on the bridge, which their network namespace reaches) and test credentials — in
+EKS, IRSA gives them real ones. The Helm chart's test runs the operator itself in a pod.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import os
 import urllib.error
 import urllib.request
 
-from devstack import aws
-from devstack.layout import HOST, REPO, Layout, Ports
+from devstack import aws, images
+from devstack.layout import LOOPBACK, REPO, Layout, Ports
 from devstack.processes import Managed, run_checked, wait_until
 
 CRD = REPO / "crds" / "csvkafka.io_csvkafkaimports.yaml"
@@ -27,7 +27,7 @@ def service(layout: Layout) -> Managed:
 def liveness_url(layout: Layout) -> str:
     # Moves with CSVKAFKA_PORT_OFFSET, as every port of a second stack does.
     offset = layout.ports.kafka - Ports().kafka
-    return f"http://{HOST}:{LIVENESS_PORT + offset}/healthz"
+    return f"http://{LOOPBACK}:{LIVENESS_PORT + offset}/healthz"
 
 
 def environment(layout: Layout) -> dict[str, str]:
@@ -37,7 +37,7 @@ def environment(layout: Layout) -> dict[str, str]:
         "KUBECONFIG": str(layout.admin_kubeconfig),
         **stack_aws,
         "CSVKAFKA_WORKER_ENV": json.dumps(stack_aws),
-        "CSVKAFKA_WORKER_METRICS_PORT": "0",
+        "CSVKAFKA_WORKER_IMAGE": images.CSVKAFKA,
         # Every namespace has it; there is no IRSA role to attach here anyway.
         "CSVKAFKA_WORKER_SERVICE_ACCOUNT": "default",
         "CSVKAFKA_INTERVAL_SECONDS": "2",

@@ -28,6 +28,9 @@ WORKER_UID = 65532
 COMPUTE_TYPE = "eks.amazonaws.com/compute-type"
 CAPACITY_TYPE = "eks.amazonaws.com/capacityType"
 PASSWORD_ENV = next(flag.env_name for flag in FLAGS if flag.name == "password")
+# Where sink.auth.caConfigMapRef's bundle is mounted in the worker.
+CA_DIR = "/etc/csvkafka/kafka-ca"
+CA_FILE = f"{CA_DIR}/ca.pem"
 
 
 def job_name(resource: CsvKafkaImport) -> str:
@@ -121,9 +124,25 @@ def _pod_template(resource: CsvKafkaImport, settings: Settings) -> dict[str, Any
                 },
                 **({"ports": [{"name": "metrics", "containerPort": settings.worker_metrics_port}]}
                    if settings.worker_metrics_port else {}),
+                **_ca_mount(resource),
             }],
+            **_ca_volume(resource),
         },
     }
+
+
+def _ca_volume(resource: CsvKafkaImport) -> dict[str, Any]:
+    ref = resource.spec.sink.auth.ca_config_map_ref
+    if ref is None:
+        return {}
+    return {"volumes": [{"name": "kafka-ca", "configMap": {"name": ref.name,
+                                                           "items": [{"key": ref.key, "path": "ca.pem"}]}}]}
+
+
+def _ca_mount(resource: CsvKafkaImport) -> dict[str, Any]:
+    if resource.spec.sink.auth.ca_config_map_ref is None:
+        return {}
+    return {"volumeMounts": [{"name": "kafka-ca", "mountPath": CA_DIR, "readOnly": True}]}
 
 
 def _placement(capacity: Capacity) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -145,6 +164,7 @@ def _worker_args(resource: CsvKafkaImport, settings: Settings) -> list[str]:
         "--shutdown-timeout", str(SHUTDOWN_TIMEOUT_SECONDS),
         "--progress", "log",
         "--metrics-port", str(settings.worker_metrics_port),
+        *(["--ca-file", CA_FILE] if resource.spec.sink.auth.ca_config_map_ref else []),
         # The index comes from JOB_COMPLETION_INDEX; the flag carries the count.
         *(["--shard", f"0/{shards}"] if shards > 1 else []),
     ]

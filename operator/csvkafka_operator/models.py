@@ -50,8 +50,15 @@ class SecretKeyRef(Model):
     key: str = "password"
 
 
+class ConfigMapKeyRef(Model):
+    name: str
+    key: str = "ca.crt"
+
+
 class ResourceAuth(AuthSpec):
     secret_ref: SecretKeyRef | None = None
+    # A private CA for the brokers, mounted into the worker pods (caFile is a path in the image).
+    ca_config_map_ref: ConfigMapKeyRef | None = None
 
     # Replaces AuthSpec's check of the same name: in a resource the password is never inline, it
     # reaches the worker from the Secret that secretRef names.
@@ -59,6 +66,8 @@ class ResourceAuth(AuthSpec):
     def _complete(self) -> ResourceAuth:
         if self.mechanism in SCRAM and not (self.username and self.secret_ref):
             raise ValueError(f"auth mechanism {self.mechanism} needs a username and a secretRef")
+        if self.ca_config_map_ref and (self.ca_file or not self.tls):
+            raise ValueError("caConfigMapRef needs tls: true and no caFile (it sets the worker's CA file)")
         return self
 
 

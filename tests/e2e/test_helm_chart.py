@@ -1,16 +1,15 @@
 """The Helm chart on the local control plane: lint, server-side dry runs of several value sets, then a
 real `helm install`, an import run to Succeeded by the operator the chart installed, and `helm test`.
 
-The namespaces enforce the restricted Pod Security profile and the operator acts with exactly the
-rights the chart's RBAC grants (the node agent hands each pod its ServiceAccount's token). Pods run
-as local processes, so the operator and workers get the stack's AWS endpoint and test credentials
-through the chart's env values, as they would get anything else in a cluster.
+The namespaces enforce the restricted Pod Security profile; the operator runs in a pod of the image
+built from the Dockerfile on the stack's kubelets and acts with exactly the rights the chart's RBAC
+grants. There is no IRSA here, so the operator and workers get the stack's AWS endpoint and test
+credentials through the chart's env values, as they would get anything else in a cluster.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack import images
 from devstack import operator as stack_operator
 from devstack.layout import Layout
-from devstack.pod_runner import pod_dir_name
 from tests.conftest import unique_name
 from tests.support import consume_all
 
@@ -55,12 +54,6 @@ def run(*argv: str, stdin: str | None = None, check: bool = True) -> subprocess.
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run("kubectl", *args, stdin=stdin, check=check)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -182,15 +175,16 @@ def release(helm: str, stack_env: dict[str, str], restricted_namespaces: list[st
         pytest.skip("`csvkafka operator` does not exist: point pyproject.toml's csvkafka script at "
                     "csvkafka_operator.cli:main and reinstall")
     release_ns, imports_ns, _ = restricted_namespaces
-    # Only on the local stack: pods are processes here, with no IRSA to give them credentials.
+    # Only on the local stack: no IRSA gives the pods credentials.
     aws = {key: stack_env[key] for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                            "AWS_REGION", "AWS_DEFAULT_REGION")}
+    repository, tag = images.CSVKAFKA.rsplit(":", 1)
     values = {
+        "image": {"repository": repository, "tag": tag},
         "watchNamespaces": [imports_ns],
-        "operator": {"healthPort": free_port(), "logFormat": "plain", "statusIntervalSeconds": 2,
+        "operator": {"logFormat": "plain", "statusIntervalSeconds": 2,
                      "env": [{"name": k, "value": v} for k, v in aws.items()]},
-        # Every pod shares this host's network, so no fixed metrics port.
-        "worker": {"env": aws, "metricsPort": 0},
+        "worker": {"env": aws},
     }
     install = run(helm, "install", "csvkafka", str(CHART), "--namespace", release_ns, "--values", "-",
                   "--wait", "--timeout", "3m", stdin=yaml.safe_dump(values))
@@ -224,14 +218,26 @@ def test_import_succeeds_through_the_installed_chart(release: dict[str, Any], s3
 
 
 def test_helm_test_passes(helm: str, release: dict[str, Any]) -> None:
-    # No kubelet serves container logs here (so no --logs); the node agent keeps them in the pod's directory.
     tested = run(helm, "test", "csvkafka", "--namespace", release["namespace"], "--timeout", "3m", check=False)
-    pod = json.loads(kubectl("get", "pod", "csvkafka-test", "-n", release["namespace"], "-o", "json").stdout)
-    logs = Layout.from_env().state / "pods" / pod_dir_name(pod) / "logs" / "check"
-    output = "".join(log.read_text() for log in sorted(logs.glob("*.log")))
+    output = kubectl("logs", "csvkafka-test", "-n", release["namespace"], check=False).stdout
     assert tested.returncode == 0, tested.stdout + tested.stderr + output
     assert "CRD served: csvimports.csvkafka.io/v1alpha1" in output
-    assert f":{release['values']['operator']['healthPort']}/healthz answered 200" in output
+    assert "/healthz answered 200" in output
+
+
+def test_the_operator_pod_runs_non_root_on_a_read_only_root(release: dict[str, Any]) -> None:
+    namespace = release["namespace"]
+    pod = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator",
+                  "-o", "jsonpath={.items[0].metadata.name}").stdout
+    python = ("exec", "-n", namespace, pod, "--", "python3", "-c")
+    assert kubectl(*python, "import os; print(os.getuid(), os.getgid())").stdout.split() == ["65532", "65532"]
+    for place in ("/opt/csvkafka/bin/x", "/etc/x", "/x"):
+        refused = kubectl(*python, f"open({place!r}, 'w')", check=False)
+        assert refused.returncode != 0 and "Read-only file system" in refused.stderr, (place, refused.stderr)
+    # /tmp is the pod's emptyDir: HOME and temporary files go there.
+    assert kubectl(*python, "import tempfile; print(tempfile.mkstemp()[1])").stdout.startswith("/tmp/")
+    # kubectl logs reaches the kubelet: the operator's log lines are there.
+    assert "Activity 'login_via_client' succeeded." in kubectl("logs", "-n", namespace, pod).stdout
 
 
 def test_operator_runs_with_the_charts_rights_only(release: dict[str, Any]) -> None:

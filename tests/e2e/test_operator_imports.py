@@ -1,5 +1,6 @@
-"""The operator on the local stack: CsvKafkaImport resources applied with kubectl, run as Jobs by the
-node agent's EKS-like nodes, with real Kafka and moto's S3/DynamoDB.
+"""The operator on the local stack: CsvKafkaImport resources applied with kubectl, run as Jobs of the
+image built from the Dockerfile on real kubelets labelled like EKS nodes, with real Kafka and moto's
+S3/DynamoDB.
 
 Needs `dev/stack up` (the session fixture starts what is missing, the operator included).
 """
@@ -18,13 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import consume_all
+from tests.support import consume_all, evict_pod
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "dev"))
 
 from devstack import operator as operator_service
 from devstack.layout import REPO, Layout
-from devstack.node_agent import evict_pod
 
 pytestmark = pytest.mark.e2e
 
@@ -334,9 +334,11 @@ def test_a_missing_object_fails_with_the_reason_and_the_fix(
 def test_a_missing_secret_fails_until_it_is_created(
         ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], stack_env: dict[str, str],
         kafka_topic: str, bootstrap_servers: str) -> None:
+    # The brokers' certificate is signed by the stack's own CA: the workers get it from a ConfigMap.
+    kubectl("create", "configmap", "kafka-ca", "-n", ns, f"--from-file=ca.crt={stack_env['KAFKA_CA_PEM']}")
     apply(make_import(upload(csv_rows(500)), sink={
         "bootstrapServers": stack_env["KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"],
-        "auth": {"mechanism": "scram-sha-512", "tls": True, "caFile": stack_env["KAFKA_CA_PEM"],
+        "auth": {"mechanism": "scram-sha-512", "tls": True, "caConfigMapRef": {"name": "kafka-ca"},
                  "username": stack_env["KAFKA_SCRAM_USERNAME"], "secretRef": {"name": "kafka-scram"}}}))
     failed = condition(wait_for(ns, "people", "Failed"), "Failed")
     assert failed["reason"] == "SecretNotFound"

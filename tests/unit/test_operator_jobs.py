@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from csvkafka_operator.jobs import job_name, render_job
+from csvkafka_operator.jobs import CA_FILE, job_name, render_job
 from csvkafka_operator.models import CsvKafkaImport
 from csvkafka_operator.settings import Settings
 from csvkafka_worker.options import add_flags, parse
@@ -69,12 +69,30 @@ def test_the_worker_command_line_imports_exactly_the_spec(name: str) -> None:
 
     expected = resource.spec.model_dump(include={"source", "sink", "checkpoint", "delivery", "bad_rows"})
     del expected["sink"]["auth"]["secret_ref"], expected["checkpoint"]["retention"]
+    if expected["sink"]["auth"].pop("ca_config_map_ref"):
+        expected["sink"]["auth"]["ca_file"] = CA_FILE
     if resource.spec.sink.auth.secret_ref:
         expected["sink"]["auth"]["password"] = "from-the-secret"
     assert spec.model_dump() == expected
     assert run.interrupted_exit_code == 143
     shards = resource.spec.parallelism
     assert (run.shard_index, run.shard_count) == ((3, shards) if shards > 1 else (0, 1))
+
+
+def test_a_private_ca_comes_from_its_configmap_mounted_read_only() -> None:
+    auth = {"mechanism": "scram-sha-512", "tls": True, "username": "u", "secretRef": {"name": "kafka"},
+            "caConfigMapRef": {"name": "kafka-ca", "key": "bundle.pem"}}
+    resource = example("scram-auth.yaml", sink={"bootstrapServers": "b:9096", "topic": "t", "auth": auth})
+    job = render_job(resource, SETTINGS)
+    assert pod_spec(job)["volumes"] == [{"name": "kafka-ca", "configMap": {
+        "name": "kafka-ca", "items": [{"key": "bundle.pem", "path": "ca.pem"}]}}]
+    [mount] = container(job)["volumeMounts"]
+    assert mount == {"name": "kafka-ca", "mountPath": CA_FILE.rsplit("/", 1)[0], "readOnly": True}
+    args = container(job)["args"]
+    assert args[args.index("--ca-file") + 1] == CA_FILE
+    # Without one, the pod has no volume and the worker the system's bundle.
+    plain = render_job(example("scram-auth.yaml"), SETTINGS)
+    assert "volumes" not in pod_spec(plain) and "--ca-file" not in container(plain)["args"]
 
 
 def test_one_shard_is_a_plain_job_with_bounded_retries() -> None:

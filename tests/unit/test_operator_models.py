@@ -108,3 +108,13 @@ def test_scram_without_a_secret_is_refused_with_the_field_named() -> None:
                               "auth": {"mechanism": "scram-sha-512", "username": "u"}}}}
     with pytest.raises(InvalidResource, match=r"^spec\.sink\.auth: .*needs a username and a secretRef"):
         CsvKafkaImport.from_body(body)
+
+
+@pytest.mark.parametrize("auth", [{"caConfigMapRef": {"name": "ca"}},
+                                  {"tls": True, "caFile": "/etc/ca.pem", "caConfigMapRef": {"name": "ca"}}])
+def test_a_ca_configmap_needs_tls_and_no_ca_file(auth: dict[str, object]) -> None:
+    body = {"metadata": {"name": "x", "namespace": "n", "uid": "u"},
+            "spec": {"source": {"uri": "s3://bucket/key.csv"}, "checkpoint": {"table": "checkpoints"},
+                     "sink": {"bootstrapServers": "b:9092", "topic": "t", "auth": auth}}}
+    with pytest.raises(InvalidResource, match=r"^spec\.sink\.auth: .*caConfigMapRef needs tls: true and no caFile"):
+        CsvKafkaImport.from_body(body)

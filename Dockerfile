@@ -9,7 +9,10 @@
 # dev/build/images.sh builds this file with buildah on a Debian base of its own (PYTHON_IMAGE).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+# pip's downloads and cargo's registry and build live in a cache mount: kept between builds, never
+# in a layer (and this stage is not shipped anyway).
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_CACHE_DIR=/var/cache/csvkafka/pip \
+    CARGO_HOME=/var/cache/csvkafka/cargo CARGO_TARGET_DIR=/var/cache/csvkafka/cargo-target
 # Unpinned on purpose: the build stage takes Debian's current (security-updated) Rust; nothing of it
 # reaches the runtime image.
 # hadolint ignore=DL3008
@@ -22,7 +25,8 @@ COPY worker/ worker/
 COPY operator/ operator/
 # Binary wheels only for the dependencies: every pinned one ships one. The csvkafka wheel itself is
 # built here, native core included (its build fails loudly if the core does not load, below).
-RUN pip wheel --no-deps --wheel-dir /wheels . \
+RUN --mount=type=cache,target=/var/cache/csvkafka \
+    pip wheel --no-deps --wheel-dir /wheels . \
  && python3 -m venv /opt/csvkafka \
  && /opt/csvkafka/bin/pip install --only-binary=:all: --constraint requirements.lock /wheels/csvkafka-*.whl \
  && /opt/csvkafka/bin/pip uninstall --yes pip setuptools \

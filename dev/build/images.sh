@@ -78,7 +78,8 @@ if [ "$(cat "$OUT/csvkafka.key" 2>/dev/null)" != "$image_key" ]; then
     -t "$IMAGE" -f "$REPO/Dockerfile" "$REPO" >/dev/null
   rm -f "$OUT/csvkafka.tar"
   podman save --quiet --format docker-archive -o "$OUT/csvkafka.tar" "$IMAGE"
-  podman image prune --force >/dev/null
+  # Old builds go after a day; younger layers are the next build's cache.
+  podman image prune --force --filter until=24h >/dev/null
   echo "$image_key" > "$OUT/csvkafka.key"
 fi
 echo "$OUT/pause.tar"

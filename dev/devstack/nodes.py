@@ -272,6 +272,20 @@ def down(layout: Layout) -> list[str]:
     return stopped
 
 
+def lose(layout: Layout, short: str) -> Node:
+    """Takes a node away as a terminated instance would: its kubelet, containerd, shims and every
+    container SIGKILLed, nothing told. `up` brings a fresh one back under the same name."""
+    [node] = [n for n in nodes(layout) if n.spec.short == short]
+    for managed in (node.kubelet, node.containerd):
+        pid = managed.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, 9)
+    subprocess.run(["pkill", "-9", "-f", f"-address {node.socket}( |$)"], check=False)
+    _kill_cgroup(node)
+    return node
+
+
 def _remove_pods(layout: Layout, node: Node) -> None:
     crictl = [str(layout.bin / "crictl"), f"--runtime-endpoint=unix://{node.socket}", "--timeout=20s"]
     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -23,6 +23,8 @@ from tests.support import consume_all, evict_pod
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "dev"))
 
+from devstack import kube
+from devstack import nodes as stack_nodes
 from devstack import operator as operator_service
 from devstack.layout import REPO, Layout
 
@@ -189,6 +191,11 @@ def test_capacity_puts_the_workers_on_matching_nodes(
                    "-o", "jsonpath={.items[0].spec.nodeName}").stdout
     matching = kubectl("get", "nodes", "-l", node_label, "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
     assert node in matching
+    # Its kubelet serves the container's log: the worker's JSON lines, from start to finish.
+    logs = kubectl("logs", "-n", ns, "-l", "csvkafka.io/import=people", "--tail=-1").stdout.splitlines()
+    records = [json.loads(line) for line in logs]
+    assert records[0]["event"] == "start" and records[-1]["event"] == "finish"
+    assert records[-1]["rows_sent"] == 100
 
 
 # -- the lifecycle ---------------------------------------------------------------------------------
@@ -212,6 +219,59 @@ def test_a_spot_interruption_neither_fails_the_job_nor_loses_a_row(
     job = json.loads(kubectl("get", "job", status["jobName"], "-n", ns, "-o", "json").stdout)
     assert job["status"].get("failed", 0) == 0
     assert set(rows_in(bootstrap_servers, kafka_topic)) == set(range(1, rows + 1))
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_a_lost_spot_node_s_worker_is_replaced_and_no_row_is_lost(
+        ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], kafka_topic: str,
+        bootstrap_servers: str, delivery: str) -> None:
+    rows = 400_000
+    apply(make_import(upload(csv_rows(rows)), capacity="spot", delivery=delivery, sink={"producer": THROTTLE},
+                      checkpoint={"everySeconds": 1}))
+    wait_until(lambda: get(ns, "people").get("status", {}).get("recordsSent", 0) > 0, what="a first checkpoint")
+    [first] = kubectl("get", "pods", "-n", ns, "-l", "csvkafka.io/import=people", "-o", "name").stdout.split()
+    layout = Layout.from_env()
+    # The instance is gone at once: kubelet, containerd and the worker SIGKILLed, nothing told.
+    node = stack_nodes.lose(layout, "spot")
+    try:
+        wait_until(lambda: kubectl("get", "node", node.spec.name, "-o",
+                                   "jsonpath={.status.conditions[?(@.type=='Ready')].status}").stdout == "Unknown",
+                   what=f"node {node.spec.name} NotReady", timeout=90)
+        assert get(ns, "people")["status"]["recordsRead"] < rows
+        # EKS's cloud controller deletes the Node of a terminated instance; its pods are then collected
+        # and the Job, which ignores their DisruptionTarget, makes a new one.
+        kubectl("delete", "node", node.spec.name, "--timeout=60s")
+        wait_until(lambda: kubectl("get", "-n", ns, first, check=False).returncode != 0,
+                   what=f"{first} collected", timeout=120)
+    finally:
+        # The node group replaces the instance: a new node under the same name.
+        stack_nodes.up(layout, kube.pki(layout))
+    status = wait_for(ns, "people", "Succeeded", timeout=300)
+    assert status["recordsSent"] == rows
+    job = json.loads(kubectl("get", "job", status["jobName"], "-n", ns, "-o", "json").stdout)
+    assert job["status"].get("failed", 0) == 0
+    sent = rows_in(bootstrap_servers, kafka_topic)
+    assert set(sent) == set(range(1, rows + 1))
+    if delivery == "exactly-once":
+        assert len(sent) == rows
+
+
+def test_an_oom_killed_worker_says_to_raise_the_memory_limit(
+        ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], kafka_topic: str,
+        bootstrap_servers: str) -> None:
+    rows = 20_000
+    uri = upload(csv_rows(rows))
+    apply(make_import(uri, resources={"requests": {"memory": "24Mi"}, "limits": {"memory": "24Mi"}}))
+    status = wait_until(lambda: (s := get(ns, "people").get("status", {})) and s.get("conditions")
+                        and any(c.get("reason") == "OOMKilled" for c in s["conditions"]) and s,
+                        what="an OOMKilled condition", timeout=180)
+    [oom] = [c for c in status["conditions"] if c.get("reason") == "OOMKilled"]
+    assert "ran out of memory; raise spec.resources.limits.memory" in oom["message"]
+    # The fix: a limit that fits, and a new run from the checkpoint.
+    apply(make_import(uri, resources={"requests": {"memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                      restart={"id": "more-memory"}))
+    assert wait_for(ns, "people", "Succeeded", timeout=240)["recordsSent"] == rows
+    assert sorted(rows_in(bootstrap_servers, kafka_topic)) == list(range(1, rows + 1))
 
 
 def test_suspend_then_resume_imports_every_row(

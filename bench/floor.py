@@ -92,7 +92,7 @@ def main() -> int:
     parser.add_argument("file", type=Path)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--variant", choices=VARIANTS, default="plain")
-    parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "10.88.0.1:9092"))
     args = parser.parse_args()
 
     started = time.perf_counter()

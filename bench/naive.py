@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--table", required=True)
     parser.add_argument("--job-id", required=True)
-    parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "10.88.0.1:9092"))
     args = parser.parse_args()
 
     producer = Producer({"bootstrap.servers": args.bootstrap_servers})

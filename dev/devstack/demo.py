@@ -65,9 +65,15 @@ def prepare() -> None:
             dynamodb.delete_item(TableName=TABLE, Key={"job_id": item["job_id"]})
 
 
+class DemoFailed(RuntimeError):
+    pass
+
+
 def run(argv: list[str]) -> None:
     print("$ " + " ".join(argv), flush=True)
-    subprocess.run(argv, check=True)
+    if subprocess.run(argv, check=False).returncode != 0:
+        raise DemoFailed(f"`{' '.join(argv)}` failed; `kubectl describe csvimport csv-import` and "
+                         "`kubectl logs -l csvkafka.io/import=csv-import` say why")
 
 
 def operator_installed() -> bool:
@@ -103,10 +109,14 @@ def topic_record_count() -> int:
 
 def main(argv: list[str]) -> int:
     prepare()
-    if "--direct" not in argv and operator_installed():
-        import_through_operator()
-    else:
-        import_with_worker()
+    try:
+        if "--direct" not in argv and operator_installed():
+            import_through_operator()
+        else:
+            import_with_worker()
+    except DemoFailed as failed:
+        print(f"dev/demo: {failed}", file=sys.stderr)
+        return 1
     count = topic_record_count()
     print(f"topic {TOPIC}: {count:,} records (expected {ROWS:,})")
     return 0 if count == ROWS else 1

@@ -21,25 +21,25 @@ def layout(offset: int) -> Layout:
 @pytest.mark.parametrize("offset", [0, 200])
 def test_each_node_hands_out_its_own_addresses_inside_the_bridge_subnet(offset: int) -> None:
     net = layout(offset).network
-    subnet = ipaddress.ip_network(net.subnet)
-    assert ipaddress.ip_address(net.gateway) in subnet
-    ranges = [tuple(ipaddress.ip_address(a) for a in net.pod_range(n)) for n in range(len(NODES))]
+    subnet = ipaddress.IPv4Network(net.subnet)
+    assert ipaddress.IPv4Address(net.gateway) in subnet
+    ranges = [tuple(ipaddress.IPv4Address(a) for a in net.pod_range(n)) for n in range(len(NODES))]
     for start, end in ranges:
         assert start in subnet and end in subnet and start < end
-        assert not start <= ipaddress.ip_address(net.gateway) <= end
+        assert not start <= ipaddress.IPv4Address(net.gateway) <= end
     for (_, end), (start, _) in itertools.pairwise(ranges):
         assert end < start
     # The ClusterIP the stack routes to the API server is outside the pods' subnet.
-    assert ipaddress.ip_address(net.kubernetes_service_ip) in ipaddress.ip_network(net.service_cidr)
-    assert not ipaddress.ip_network(net.service_cidr).overlaps(subnet)
+    assert ipaddress.IPv4Address(net.kubernetes_service_ip) in ipaddress.IPv4Network(net.service_cidr)
+    assert not ipaddress.IPv4Network(net.service_cidr).overlaps(subnet)
 
 
 def test_two_stacks_on_one_machine_share_nothing() -> None:
     first, second = nodes(layout(0)), nodes(layout(200))
     a, b = first[0].layout.network, second[0].layout.network
     assert a.bridge != b.bridge and len(b.bridge) <= 15  # a Linux interface name
-    assert not ipaddress.ip_network(a.subnet).overlaps(ipaddress.ip_network(b.subnet))
-    assert not ipaddress.ip_network(a.service_cidr).overlaps(ipaddress.ip_network(b.service_cidr))
+    assert not ipaddress.IPv4Network(a.subnet).overlaps(ipaddress.IPv4Network(b.subnet))
+    assert not ipaddress.IPv4Network(a.service_cidr).overlaps(ipaddress.IPv4Network(b.service_cidr))
     places = [(n.socket, n.cgroup_root, n.kubelet_port, n.kubelet_port + 1) for n in first + second]
     for column in zip(*places, strict=True):
         assert len(set(column)) == len(column)

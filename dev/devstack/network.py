@@ -2,16 +2,19 @@
 
 `up` makes the bridge (its gateway address is where Kafka, moto and the API server listen) before any
 service starts, and a DNAT rule in a chain of the stack's own so that pods reach the API server at the
-`kubernetes` Service's ClusterIP, as kube-proxy would route it. `down` removes both, the kubelets'
-iptables chains and sysctls (restored to what they were before the first kubelet started), and the
-pods' leftover network namespaces.
+`kubernetes` Service's ClusterIP, as kube-proxy would route it. `down` removes both and, when no
+other stack runs on the machine, what every kubelet shares on the host: its iptables chains, its
+sysctls (restored to what they were before the first kubelet started), its device-plugin socket
+and the log-link directory, if empty.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from devstack.layout import Layout
 from devstack.processes import StackError
@@ -89,6 +92,12 @@ def down(layout: Layout, *, last_stack: bool) -> list[str]:
                 for kube_chain in names:
                     _remove_chain(table, kube_chain)
             undone.append("kubelet iptables chains")
+            # The one path every kubelet uses whatever its root dir: its device-plugin socket.
+            plugins = Path("/var/lib/kubelet/device-plugins")
+            (plugins / "kubelet.sock").unlink(missing_ok=True)
+            for d in (plugins, plugins.parent, Path("/var/log/containers")):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
         saved.unlink()
     return undone
 

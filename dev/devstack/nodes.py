@@ -269,6 +269,10 @@ def down(layout: Layout) -> list[str]:
             stopped.append(node.containerd.name)
         _kill_cgroup(node)
     _unmount_under([layout.state / "nodes", *(node.run_dir for node in nodes(layout))])
+    # The kubelets link each container's log into /var/log/containers, whatever their log dir.
+    for link in Path("/var/log/containers").glob("*.log"):
+        if link.is_symlink() and str(link.readlink()).startswith(f"{layout.state / 'nodes'}/"):
+            link.unlink()
     return stopped
 
 

@@ -10,6 +10,7 @@ CACHE=${CSVKAFKA_CACHE:-$HOME/.cache/csvkafka}
 BIN=$CACHE/bin
 STAMP=$BIN/.helm-$HELM_VERSION
 [ -f "$STAMP" ] && [ -x "$BIN/helm" ] && exit 0
+echo "building helm $HELM_VERSION from source (a minute or two the first time)" >&2
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOBIN=$BIN
 export GOMODCACHE=${GOMODCACHE:-$CACHE/gomod}

@@ -35,10 +35,12 @@ go_line=$(grep -m1 '^go ' "$upstream_mod")
 } > go.mod
 
 cmd=k8s.io/kubernetes/cmd
-go get -tool "$cmd/kube-apiserver@$K8S_VERSION" "$cmd/kube-controller-manager@$K8S_VERSION" \
+# `go get` names every module it adds: kept in a log, shown only if it fails.
+quiet() { "$@" 2>>"$work/go-get.log" || { cat "$work/go-get.log" >&2; exit 1; }; }
+quiet go get -tool "$cmd/kube-apiserver@$K8S_VERSION" "$cmd/kube-controller-manager@$K8S_VERSION" \
   "$cmd/kube-scheduler@$K8S_VERSION" "$cmd/kubelet@$K8S_VERSION" "$cmd/kubectl@$K8S_VERSION"
 etcd_version=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
-go get -tool "go.etcd.io/etcd/server/v3@$etcd_version"
+quiet go get -tool "go.etcd.io/etcd/server/v3@$etcd_version"
 
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 ldflags="-s -w"
@@ -48,5 +50,5 @@ done
 go build -trimpath -ldflags "$ldflags" -o "$BIN/" "$cmd/kube-apiserver" "$cmd/kube-controller-manager" \
   "$cmd/kube-scheduler" "$cmd/kubelet" "$cmd/kubectl"
 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
-GOBIN=$BIN go install -trimpath -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+quiet env GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
 touch "$STAMP"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from devstack import certs
 from devstack.layout import LOOPBACK, REPO, Layout
-from devstack.processes import Managed, run_checked, wait_until
+from devstack.processes import Managed, run_build, run_checked, wait_until
 
 CLUSTER_ID = "Y3N2a2Fma2EtZGV2LXN0YQ"
 KEYSTORE_PASSWORD = "csvkafka-dev-keystore"
@@ -97,7 +97,7 @@ def up(layout: Layout) -> None:
     svc = service(layout)
     if svc.running():
         return
-    run_checked([str(REPO / "dev" / "build" / "kafka.sh")], what="fetching the Kafka jars")
+    run_build(REPO / "dev" / "build" / "kafka.sh", what="fetching the Kafka jars")
     tls = tls_dir(layout)
     ca_crt, _ = certs.ensure_ca(tls, "csvkafka-dev-kafka-ca")
     crt, key = certs.ensure_cert(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from devstack import certs, kubeconfig, nodes
 from devstack.layout import LOOPBACK, REPO, Layout
-from devstack.processes import Managed, run_checked, wait_until
+from devstack.processes import Managed, run_build, wait_until
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # How long a NotReady / unreachable node keeps its pods (the default tolerations the API server adds).
@@ -62,8 +62,8 @@ def apiserver_ready(layout: Layout) -> bool:
 
 
 def up(layout: Layout, *, with_nodes: bool = True) -> None:
-    run_checked([str(REPO / "dev" / "build" / "kubernetes.sh")], what="building Kubernetes")
-    run_checked([str(REPO / "dev" / "build" / "helm.sh")], what="building helm")
+    run_build(REPO / "dev" / "build" / "kubernetes.sh", what="building Kubernetes")
+    run_build(REPO / "dev" / "build" / "helm.sh", what="building helm")
     ensure_pki(layout)
     svc = services(layout)
     d, p, b = pki(layout), layout.ports, layout.bin

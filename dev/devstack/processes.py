@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -129,6 +130,14 @@ def wait_until(
         f"{service.name} did not become ready ({what}) within {timeout:.0f}s; "
         f"see {service.log_file}:\n{service.tail()}"
     )
+
+
+def run_build(script: Path, *, what: str) -> None:
+    """Runs one of dev/build's scripts: a no-op when what it makes is cached; otherwise it says on
+    stderr what it builds while the user waits, and a failure shows its output and names the step."""
+    proc = subprocess.run([str(script)], stdout=sys.stderr, check=False)
+    if proc.returncode != 0:
+        raise StackError(f"{what} failed (exit {proc.returncode}); its output is above")
 
 
 def run_checked(argv: Sequence[str], *, what: str, **kwargs: object) -> str:

@@ -201,39 +201,49 @@ def test_capacity_puts_the_workers_on_matching_nodes(
 # -- the lifecycle ---------------------------------------------------------------------------------
 
 
+# A Spot import throttled to last a while, interrupted after its first checkpoint.
+INTERRUPTED_ROWS = 400_000
+
+
+def start_interruptible_import(ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]],
+                               delivery: str) -> str:
+    """Starts the import and waits for its first checkpoint; returns its pod (`pod/…`)."""
+    apply(make_import(upload(csv_rows(INTERRUPTED_ROWS)), capacity="spot", delivery=delivery,
+                      sink={"producer": THROTTLE}, checkpoint={"everySeconds": 1}))
+    wait_until(lambda: get(ns, "people").get("status", {}).get("recordsSent", 0) > 0, what="a first checkpoint")
+    [pod] = kubectl("get", "pods", "-n", ns, "-l", "csvkafka.io/import=people", "-o", "name").stdout.split()
+    return pod
+
+
+def assert_finished_without_loss(ns: str, bootstrap: str, topic: str, delivery: str) -> None:
+    """Succeeded, the interruption not counted as a failure, every row in the topic (once: exactly-once)."""
+    status = wait_for(ns, "people", "Succeeded", timeout=300)
+    assert status["recordsSent"] == INTERRUPTED_ROWS
+    job = json.loads(kubectl("get", "job", status["jobName"], "-n", ns, "-o", "json").stdout)
+    assert job["status"].get("failed", 0) == 0
+    sent = rows_in(bootstrap, topic)
+    assert set(sent) == set(range(1, INTERRUPTED_ROWS + 1))
+    if delivery == "exactly-once":
+        assert len(sent) == INTERRUPTED_ROWS
+
+
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_a_spot_interruption_neither_fails_the_job_nor_loses_a_row(
         ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], kafka_topic: str,
         bootstrap_servers: str, kube_client: Any, delivery: str) -> None:
     from kubernetes import client
 
-    rows = 400_000
-    apply(make_import(upload(csv_rows(rows)), capacity="spot", delivery=delivery, sink={"producer": THROTTLE},
-                      checkpoint={"everySeconds": 1}))
-    wait_until(lambda: get(ns, "people").get("status", {}).get("recordsSent", 0) > 0, what="a first checkpoint")
-    [pod] = kubectl("get", "pods", "-n", ns, "-l", "csvkafka.io/import=people", "-o", "name").stdout.split()
+    pod = start_interruptible_import(ns, upload, make_import, delivery)
     evict_pod(client.CoreV1Api(kube_client), ns, pod.removeprefix("pod/"))
-    assert get(ns, "people")["status"]["recordsRead"] < rows
-
-    status = wait_for(ns, "people", "Succeeded", timeout=300)
-    assert status["recordsSent"] == rows
-    job = json.loads(kubectl("get", "job", status["jobName"], "-n", ns, "-o", "json").stdout)
-    assert job["status"].get("failed", 0) == 0
-    sent = rows_in(bootstrap_servers, kafka_topic)
-    assert set(sent) == set(range(1, rows + 1))
-    if delivery == "exactly-once":
-        assert len(sent) == rows
+    assert get(ns, "people")["status"]["recordsRead"] < INTERRUPTED_ROWS
+    assert_finished_without_loss(ns, bootstrap_servers, kafka_topic, delivery)
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_a_lost_spot_node_s_worker_is_replaced_and_no_row_is_lost(
         ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], kafka_topic: str,
         bootstrap_servers: str, delivery: str) -> None:
-    rows = 400_000
-    apply(make_import(upload(csv_rows(rows)), capacity="spot", delivery=delivery, sink={"producer": THROTTLE},
-                      checkpoint={"everySeconds": 1}))
-    wait_until(lambda: get(ns, "people").get("status", {}).get("recordsSent", 0) > 0, what="a first checkpoint")
-    [first] = kubectl("get", "pods", "-n", ns, "-l", "csvkafka.io/import=people", "-o", "name").stdout.split()
+    first = start_interruptible_import(ns, upload, make_import, delivery)
     layout = Layout.from_env()
     # The instance is gone at once: kubelet, containerd and the worker SIGKILLed, nothing told.
     node = stack_nodes.lose(layout, "spot")
@@ -241,7 +251,7 @@ def test_a_lost_spot_node_s_worker_is_replaced_and_no_row_is_lost(
         wait_until(lambda: kubectl("get", "node", node.spec.name, "-o",
                                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}").stdout == "Unknown",
                    what=f"node {node.spec.name} NotReady", timeout=90)
-        assert get(ns, "people")["status"]["recordsRead"] < rows
+        assert get(ns, "people")["status"]["recordsRead"] < INTERRUPTED_ROWS
         # EKS's cloud controller deletes the Node of a terminated instance; its pods are then collected
         # and the Job, which ignores their DisruptionTarget, makes a new one.
         kubectl("delete", "node", node.spec.name, "--timeout=60s")
@@ -250,14 +260,7 @@ def test_a_lost_spot_node_s_worker_is_replaced_and_no_row_is_lost(
     finally:
         # The node group replaces the instance: a new node under the same name.
         stack_nodes.up(layout, kube.pki(layout))
-    status = wait_for(ns, "people", "Succeeded", timeout=300)
-    assert status["recordsSent"] == rows
-    job = json.loads(kubectl("get", "job", status["jobName"], "-n", ns, "-o", "json").stdout)
-    assert job["status"].get("failed", 0) == 0
-    sent = rows_in(bootstrap_servers, kafka_topic)
-    assert set(sent) == set(range(1, rows + 1))
-    if delivery == "exactly-once":
-        assert len(sent) == rows
+    assert_finished_without_loss(ns, bootstrap_servers, kafka_topic, delivery)
 
 
 def test_an_oom_killed_worker_says_to_raise_the_memory_limit(

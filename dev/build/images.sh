@@ -4,13 +4,15 @@
 #   pause.tar     the pod sandbox (dev/build/pause, a static Go program)
 #   csvkafka.tar  the repository's Dockerfile, built with buildah on a Debian bookworm base made by
 #                 mmdebstrap from the mirror apt uses (python3 from Debian stands in for python:3.11-slim)
-# Each is rebuilt only when its inputs change; prints the archives' paths.
+# Each is rebuilt only when its inputs change.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${CSVKAFKA_CACHE:-$HOME/.cache/csvkafka}
 OUT=$CACHE/images
 BASE=localhost/csvkafka-base:python3.11-bookworm
-IMAGE=${CSVKAFKA_IMAGE:-localhost/csvkafka:dev}
+# The tags pods run (dev/devstack/images.py names the same two).
+IMAGE=localhost/csvkafka:dev
+PAUSE=localhost/pause:csvkafka
 mkdir -p "$OUT" "$CACHE/containers"
 
 # podman and buildah keep their storage in the cache, with the settings this kind of host needs:
@@ -42,10 +44,10 @@ if [ "$(cat "$OUT/pause.key" 2>/dev/null)" != "$pause_key" ]; then
   c=$(buildah from scratch)
   buildah copy "$c" "$OUT/pause" /pause >/dev/null
   buildah config --entrypoint '["/pause"]' --user 65535:65535 "$c"
-  buildah commit --quiet "$c" localhost/pause:csvkafka >/dev/null
+  buildah commit --quiet "$c" "$PAUSE" >/dev/null
   buildah rm "$c" >/dev/null
   rm -f "$OUT/pause.tar"
-  podman save --quiet --format docker-archive -o "$OUT/pause.tar" localhost/pause:csvkafka
+  podman save --quiet --format docker-archive -o "$OUT/pause.tar" "$PAUSE"
   echo "$pause_key" > "$OUT/pause.key"
 fi
 
@@ -82,5 +84,3 @@ if [ "$(cat "$OUT/csvkafka.key" 2>/dev/null)" != "$image_key" ]; then
   podman image prune --force --filter until=24h >/dev/null
   echo "$image_key" > "$OUT/csvkafka.key"
 fi
-echo "$OUT/pause.tar"
-echo "$OUT/csvkafka.tar"

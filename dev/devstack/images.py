@@ -6,21 +6,18 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from devstack.layout import REPO
-from devstack.processes import StackError
+from devstack.layout import REPO, Layout
+from devstack.processes import StackError, run_build
 
 PAUSE = "localhost/pause:csvkafka"
 CSVKAFKA = "localhost/csvkafka:dev"
 NAMESPACE = "k8s.io"  # the containerd namespace the kubelet's CRI plugin uses
 
 
-def build() -> list[Path]:
-    """Builds what changed; returns the archives to load."""
-    result = subprocess.run([str(REPO / "dev" / "build" / "images.sh")], stdout=subprocess.PIPE, text=True,
-                            check=False, timeout=3600)
-    if result.returncode != 0:
-        raise StackError(f"building the images failed (exit {result.returncode}); its output is above")
-    return [Path(line) for line in result.stdout.split()]
+def build(layout: Layout) -> list[Path]:
+    """Builds what changed; returns the archives to load (where dev/build/images.sh writes them)."""
+    run_build(REPO / "dev" / "build" / "images.sh", what="building the images")
+    return [layout.cache / "images" / name for name in ("pause.tar", "csvkafka.tar")]
 
 
 def load(socket: Path, archives: list[Path]) -> None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
 from devstack.layout import Layout
-from devstack.processes import StackError
+from devstack.processes import run_checked
 
 # Set by every kubelet at start (kubelet's defaults for a node); restored by `down`.
 KUBELET_SYSCTLS = ("kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory")
@@ -25,11 +24,9 @@ KUBELET_CHAINS = {"filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"),
                   "nat": ("KUBE-KUBELET-CANARY",), "mangle": ("KUBE-KUBELET-CANARY",)}
 
 
-def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise StackError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
-    return result
+def _ok(*argv: str) -> bool:
+    """Runs a probe, or an undo step that may find nothing to undo: whether it succeeded."""
+    return subprocess.run(argv, capture_output=True, check=False).returncode == 0
 
 
 def chain(layout: Layout) -> str:
@@ -44,20 +41,20 @@ def _api_rule(layout: Layout) -> list[str]:
 
 def up(layout: Layout) -> None:
     net = layout.network
-    if _run(["ip", "link", "show", net.bridge], check=False).returncode != 0:
-        _run(["ip", "link", "add", "name", net.bridge, "type", "bridge"])
+    if not _ok("ip", "link", "show", net.bridge):
+        run_checked(["ip", "link", "add", "name", net.bridge, "type", "bridge"], what="creating the stack's bridge")
     address = f"{net.gateway}/{net.prefix}"
-    if address not in _run(["ip", "-o", "addr", "show", "dev", net.bridge]).stdout:
-        _run(["ip", "addr", "add", address, "dev", net.bridge])
-    _run(["ip", "link", "set", net.bridge, "up"])
+    if address not in run_checked(["ip", "-o", "addr", "show", "dev", net.bridge], what="reading the bridge"):
+        run_checked(["ip", "addr", "add", address, "dev", net.bridge], what="addressing the bridge")
+    run_checked(["ip", "link", "set", net.bridge, "up"], what="bringing the bridge up")
 
     name = chain(layout)
-    if _run(["iptables", "-t", "nat", "-L", name, "-n"], check=False).returncode != 0:
-        _run(["iptables", "-t", "nat", "-N", name])
-    _run(["iptables", "-t", "nat", "-F", name])
-    _run(["iptables", "-t", "nat", "-A", name, *_api_rule(layout)])
-    if _run(["iptables", "-t", "nat", "-C", "PREROUTING", "-j", name], check=False).returncode != 0:
-        _run(["iptables", "-t", "nat", "-A", "PREROUTING", "-j", name])
+    if not _ok("iptables", "-t", "nat", "-L", name, "-n"):
+        run_checked(["iptables", "-t", "nat", "-N", name], what=f"creating the iptables chain {name}")
+    run_checked(["iptables", "-t", "nat", "-F", name], what=f"emptying the iptables chain {name}")
+    run_checked(["iptables", "-t", "nat", "-A", name, *_api_rule(layout)], what="routing the API server's ClusterIP")
+    if not _ok("iptables", "-t", "nat", "-C", "PREROUTING", "-j", name):
+        run_checked(["iptables", "-t", "nat", "-A", "PREROUTING", "-j", name], what=f"jumping to {name}")
     _save_sysctls(layout)
 
 
@@ -65,7 +62,7 @@ def _save_sysctls(layout: Layout) -> None:
     saved = layout.state / "host-sysctls.json"
     if saved.exists():
         return
-    values = {key: _run(["sysctl", "-n", key]).stdout.strip() for key in KUBELET_SYSCTLS}
+    values = {key: run_checked(["sysctl", "-n", key], what=f"reading {key}").strip() for key in KUBELET_SYSCTLS}
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(values))
 
@@ -74,18 +71,18 @@ def down(layout: Layout, *, last_stack: bool) -> list[str]:
     """Undoes `up` and what the kubelets changed; returns what it removed, for the user."""
     undone: list[str] = []
     name = chain(layout)
-    while _run(["iptables", "-t", "nat", "-D", "PREROUTING", "-j", name], check=False).returncode == 0:
+    while _ok("iptables", "-t", "nat", "-D", "PREROUTING", "-j", name):
         pass
-    if _run(["iptables", "-t", "nat", "-F", name], check=False).returncode == 0:
-        _run(["iptables", "-t", "nat", "-X", name], check=False)
+    if _ok("iptables", "-t", "nat", "-F", name):
+        _ok("iptables", "-t", "nat", "-X", name)
         undone.append(f"iptables chain {name}")
-    if _run(["ip", "link", "del", layout.network.bridge], check=False).returncode == 0:
+    if _ok("ip", "link", "del", layout.network.bridge):
         undone.append(f"bridge {layout.network.bridge}")
     saved = layout.state / "host-sysctls.json"
     if saved.exists():
         if last_stack:
             for key, value in json.loads(saved.read_text()).items():
-                _run(["sysctl", "-q", "-w", f"{key}={value}"], check=False)
+                _ok("sysctl", "-q", "-w", f"{key}={value}")
             undone.append("kubelet sysctls")
             # The kubelets' chains are shared by every stack on the machine: only the last one removes them.
             for table, names in KUBELET_CHAINS.items():
@@ -103,10 +100,10 @@ def down(layout: Layout, *, last_stack: bool) -> list[str]:
 
 
 def _remove_chain(table: str, name: str) -> None:
-    rules = _run(["iptables", "-t", table, "-S"], check=False).stdout.splitlines()
-    for rule in rules:
+    listed = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True, check=False)
+    for rule in listed.stdout.splitlines():
         parts = rule.split()
         if parts[:1] == ["-A"] and parts[2:4] == ["-j", name]:
-            _run(["iptables", "-t", table, "-D", *parts[1:]], check=False)
-    _run(["iptables", "-t", table, "-F", name], check=False)
-    _run(["iptables", "-t", table, "-X", name], check=False)
+            _ok("iptables", "-t", table, "-D", *parts[1:])
+    _ok("iptables", "-t", table, "-F", name)
+    _ok("iptables", "-t", table, "-X", name)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from devstack import certs, images, kubeconfig
 from devstack.layout import LOOPBACK, REPO, Layout
-from devstack.processes import Managed, StackError, run_checked, wait_until
+from devstack.processes import Managed, run_build, run_checked, wait_until
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 # Short, so a lost node's pods are replaced within a minute (EKS: 300 s); see kube.py.
@@ -217,9 +217,8 @@ def _credentials(node: Node, pki: Path) -> tuple[Path, tuple[Path, Path]]:
 
 
 def up(layout: Layout, pki: Path) -> None:
-    if subprocess.run([str(REPO / "dev" / "build" / "node-packages.sh")], check=False, timeout=900).returncode != 0:
-        raise StackError("the nodes' packages are missing (see above)")
-    archives = images.build()
+    run_build(REPO / "dev" / "build" / "node-packages.sh", what="installing the nodes' packages", timeout=900)
+    archives = images.build(layout)
     for node in nodes(layout):
         for d in (node.dir, node.run_dir, node.dir / "cni", node.dir / "pod-logs", node.dir / "kubelet"):
             d.mkdir(parents=True, exist_ok=True)

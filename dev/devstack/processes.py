@@ -132,10 +132,13 @@ def wait_until(
     )
 
 
-def run_build(script: Path, *, what: str) -> None:
+def run_build(script: Path, *, what: str, timeout: float = 3600) -> None:
     """Runs one of dev/build's scripts: a no-op when what it makes is cached; otherwise it says on
     stderr what it builds while the user waits, and a failure shows its output and names the step."""
-    proc = subprocess.run([str(script)], stdout=sys.stderr, check=False)
+    try:
+        proc = subprocess.run([str(script)], stdout=sys.stderr, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as slow:
+        raise StackError(f"{what} did not finish within {timeout:.0f}s") from slow
     if proc.returncode != 0:
         raise StackError(f"{what} failed (exit {proc.returncode}); its output is above")
 

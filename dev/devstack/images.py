@@ -20,10 +20,11 @@ def build(layout: Layout) -> list[Path]:
     return [layout.cache / "images" / name for name in ("pause.tar", "csvkafka.tar")]
 
 
-def load(socket: Path, archives: list[Path]) -> None:
-    """Imports each archive into the containerd at `socket`, unless it already holds that build."""
+def load(socket: Path, root: Path, archives: list[Path]) -> None:
+    """Imports each archive into the containerd at `socket`, unless it already holds that build; the
+    stamps live beside the containerd's `root`, so they go when its images do."""
     for archive in archives:
-        stamp = socket.parent / f"{archive.stem}.loaded"
+        stamp = root / f"{archive.stem}.loaded"
         key = f"{archive.stat().st_mtime_ns}"
         if stamp.exists() and stamp.read_text() == key:
             continue

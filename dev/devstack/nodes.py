@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack import certs, images, kubeconfig
 from devstack.layout import LOOPBACK, REPO, Layout
-from devstack.processes import Managed, run_build, run_checked, wait_until
+from devstack.processes import Managed, run_build, wait_until
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 # Short, so a lost node's pods are replaced within a minute (EKS: 300 s); see kube.py.
@@ -229,7 +230,7 @@ def up(layout: Layout, pki: Path) -> None:
             node.socket.unlink(missing_ok=True)
             node.containerd.start(["containerd", "--config", str(config)])
             wait_until(node.containerd, node.socket.exists, timeout=30, what=f"its socket {node.socket}")
-        images.load(node.socket, archives)
+        images.load(node.socket, node.dir, archives)
         if not node.kubelet.running():
             _ensure_cgroup_root(node)
             client_config, serving = _credentials(node, pki)
@@ -268,6 +269,10 @@ def down(layout: Layout) -> list[str]:
             stopped.append(node.containerd.name)
         _kill_cgroup(node)
     _unmount_under([layout.state / "nodes", *(node.run_dir for node in nodes(layout))])
+    for node in nodes(layout):
+        shutil.rmtree(node.run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        nodes(layout)[0].run_dir.parent.rmdir()
     # The kubelets link each container's log into /var/log/containers, whatever their log dir.
     for link in Path("/var/log/containers").glob("*.log"):
         if link.is_symlink() and str(link.readlink()).startswith(f"{layout.state / 'nodes'}/"):
@@ -291,9 +296,10 @@ def lose(layout: Layout, short: str) -> Node:
 
 def _remove_pods(layout: Layout, node: Node) -> None:
     crictl = [str(layout.bin / "crictl"), f"--runtime-endpoint=unix://{node.socket}", "--timeout=20s"]
+    # Best effort: `down` goes on to stop the containerd and kill what is left in the node's cgroups.
     with contextlib.suppress(subprocess.TimeoutExpired):
-        pods = run_checked([*crictl, "pods", "-q"], what="listing pods", timeout=30).split()
-        for pod in pods:
+        listed = subprocess.run([*crictl, "pods", "-q"], capture_output=True, text=True, check=False, timeout=30)
+        for pod in listed.stdout.split():
             subprocess.run([*crictl, "stopp", pod], capture_output=True, check=False, timeout=60)
             subprocess.run([*crictl, "rmp", "--force", pod], capture_output=True, check=False, timeout=60)
 
@@ -305,13 +311,17 @@ def _kill_cgroup(node: Node) -> None:
         root = hierarchy / node.cgroup_root.lstrip("/")
         if not root.is_dir():
             continue
-        for procs in root.rglob("cgroup.procs"):
-            for pid in procs.read_text().split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), 9)
-        for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                d.rmdir()
+        # os.walk, not rglob: cgroups vanish while it walks (their processes exit, their kubelet
+        # cleans up), and os.walk skips what is gone.
+        for where, _, files in os.walk(root, topdown=False):
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError):
+                    for pid in Path(where, "cgroup.procs").read_text().split():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(pid), 9)
+            if where != str(root):
+                with contextlib.suppress(OSError):
+                    os.rmdir(where)
         with contextlib.suppress(OSError):
             root.rmdir()
 

@@ -1,4 +1,5 @@
-"""dev/stack: the local real stack (Kafka, S3/DynamoDB, a Kubernetes control plane, three EKS-like nodes).
+"""dev/stack: the local real stack (Kafka, S3/DynamoDB, a Kubernetes control plane, three EKS-like nodes,
+and for the fault tests a three-broker Kafka cluster behind Toxiproxy).
 
     dev/stack up [--without operator|kube|...]     start what is not running (idempotent)
     dev/stack down [--purge]                       stop what `up` started; --purge also wipes data
@@ -18,11 +19,11 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from devstack import aws, kafka, kube, network, nodes, operator
+from devstack import aws, kafka, kafka_ha, kube, network, nodes, operator, toxiproxy
 from devstack.layout import LOOPBACK, Layout
 from devstack.processes import Managed, StackError
 
-PARTS = ("kafka", "aws", "kube", "nodes", "operator")
+PARTS = ("kafka", "aws", "faults", "kube", "nodes", "operator")
 
 
 def environment(layout: Layout) -> dict[str, str]:
@@ -37,6 +38,10 @@ def environment(layout: Layout) -> dict[str, str]:
         "KAFKA_CA_PEM": str(layout.kafka_ca_pem),
         "KAFKA_SCRAM_USERNAME": user.name,
         "KAFKA_SCRAM_PASSWORD": user.password,
+        "CSVKAFKA_KAFKA_HA_BOOTSTRAP": kafka_ha.bootstrap(layout),
+        "CSVKAFKA_TOXIPROXY_URL": toxiproxy.url(layout),
+        "CSVKAFKA_S3_PROXY_URL": toxiproxy.s3_endpoint(layout),
+        "CSVKAFKA_DYNAMODB_PROXY_URL": toxiproxy.dynamodb_endpoint(layout),
         "CSVKAFKA_CACHE": str(layout.cache),
         "CSVKAFKA_STATE": str(layout.state),
         "CSVKAFKA_PORT_OFFSET": os.environ.get("CSVKAFKA_PORT_OFFSET", "0"),
@@ -49,13 +54,17 @@ def all_services(layout: Layout) -> list[tuple[Managed, str]]:
     where = {
         "kafka": f"PLAINTEXT {layout.host}:{p.kafka}, SASL_SSL {layout.host}:{p.kafka_sasl_ssl}",
         "moto": aws.endpoint(layout),
+        "toxiproxy": f"API {toxiproxy.url(layout)}, S3 {toxiproxy.s3_endpoint(layout)}, "
+        f"DynamoDB {toxiproxy.dynamodb_endpoint(layout)}",
+        **{b.name: f"{b.advertised} through toxiproxy to {b.client_listener}" for b in kafka_ha.brokers(layout)},
         "etcd": f"http://{LOOPBACK}:{p.etcd}",
         "kube-apiserver": layout.api_server,
         "kube-controller-manager": "",
         "kube-scheduler": "",
         "operator": f"csvkafka operator, liveness {operator.liveness_url(layout)}",
     }
-    services = [kafka.service(layout), aws.service(layout), *kube.services(layout).values()]
+    services = [kafka.service(layout), aws.service(layout), toxiproxy.service(layout), *kafka_ha.services(layout),
+                *kube.services(layout).values()]
     return [*((s, where[s.name]) for s in services), *nodes.status(layout),
             (operator.service(layout), where["operator"])]
 
@@ -67,6 +76,9 @@ def cmd_up(layout: Layout, without: set[str]) -> None:
         aws.up(layout)
     if "kafka" not in without:
         kafka.up(layout)
+    if "faults" not in without:
+        toxiproxy.up(layout, [*kafka_ha.proxies(layout), *toxiproxy.aws_proxies(layout)])
+        kafka_ha.up(layout)
     if "kube" not in without:
         kube.up(layout, with_nodes="nodes" not in without)
         if "operator" not in without:

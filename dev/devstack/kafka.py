@@ -29,9 +29,9 @@ class ScramUser:
 SCRAM_USERS = (ScramUser("csvkafka", "csvkafka-secret"), ScramUser("reader", "reader-secret"))
 
 
-def render_properties(layout: Layout, keystore: Path) -> str:
+def render_properties(layout: Layout, keystore: Path) -> dict[str, str]:
     p = layout.ports
-    settings = {
+    return {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{LOOPBACK}:{p.kafka_controller}",
@@ -48,20 +48,29 @@ def render_properties(layout: Layout, keystore: Path) -> str:
         "ssl.keystore.location": str(keystore),
         "ssl.keystore.password": KEYSTORE_PASSWORD,
         "ssl.key.password": KEYSTORE_PASSWORD,
-        "log.dirs": str(layout.kafka_dir / "data"),
+        **storage_settings(layout.kafka_dir / "data", replicas=1, min_insync=1),
+    }
+
+
+def storage_settings(data: Path, *, replicas: int, min_insync: int) -> dict[str, str]:
+    """What every broker of the stack shares: topics made by tests only, and how many copies of
+    each partition (the internal topics of groups and transactions too) must exist and acknowledge."""
+    return {
+        "log.dirs": str(data),
         "num.partitions": "1",
         # Tests create their topics; a typo must not silently create one.
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": str(min_insync),
+        "offsets.topic.replication.factor": str(replicas),
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min_insync),
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": str(min_insync),
         "group.initial.rebalance.delay.ms": "0",
         "message.max.bytes": "1048588",
         "log.segment.bytes": str(256 * 1024 * 1024),
     }
-    return "".join(f"{k}={v}\n" for k, v in settings.items())
 
 
 LOG4J2 = """\
@@ -85,19 +94,36 @@ def tls_dir(layout: Layout) -> Path:
     return layout.kafka_dir / "tls"
 
 
-def java_command(layout: Layout, main_class: str, *args: str, heap: str = "256m") -> list[str]:
+def java_command(layout: Layout, config_dir: Path, main_class: str, *args: str, heap: str = "256m") -> list[str]:
     return [
         "java", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={layout.kafka_dir / 'log4j2.properties'}",
+        f"-Dlog4j2.configurationFile={config_dir / 'log4j2.properties'}",
         "-cp", str(layout.cache / "kafka" / "libs" / "*"), main_class, *args,
     ]
+
+
+def write_config(config_dir: Path, settings: dict[str, str]) -> Path:
+    """The broker's server.properties and log4j2.properties in `config_dir`; returns the first."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "log4j2.properties").write_text(LOG4J2)
+    props = config_dir / "server.properties"
+    props.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    return props
+
+
+def format_storage(layout: Layout, props: Path, data: Path, cluster_id: str, *extra: str) -> None:
+    """Formats a broker's log dir once (KRaft needs it before the first start); later starts keep it."""
+    if not (data / "meta.properties").exists():
+        run_checked(java_command(layout, props.parent, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                 "-c", str(props), *extra),
+                    what=f"formatting the Kafka storage {data}")
 
 
 def up(layout: Layout) -> None:
     svc = service(layout)
     if svc.running():
         return
-    run_build(REPO / "dev" / "build" / "kafka.sh", what="fetching the Kafka jars")
+    fetch_jars()
     tls = tls_dir(layout)
     ca_crt, _ = certs.ensure_ca(tls, "csvkafka-dev-kafka-ca")
     crt, key = certs.ensure_cert(
@@ -108,31 +134,37 @@ def up(layout: Layout) -> None:
     if not pem.exists():
         pem.write_bytes(ca_crt.read_bytes())
 
-    layout.kafka_dir.mkdir(parents=True, exist_ok=True)
-    props = layout.kafka_dir / "server.properties"
-    props.write_text(render_properties(layout, keystore))
-    (layout.kafka_dir / "log4j2.properties").write_text(LOG4J2)
-    if not (layout.kafka_dir / "data" / "meta.properties").exists():
-        scram = [arg for u in SCRAM_USERS
-                 for arg in ("--add-scram", f"SCRAM-SHA-512=[name={u.name},password={u.password}]")]
-        run_checked(
-            java_command(layout, "kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c", str(props), *scram),
-            what="formatting the Kafka storage",
-        )
-    svc.start(java_command(layout, "kafka.Kafka", str(props), heap="1g"), env=dict(os.environ))
-    wait_until(svc, lambda: _broker_answers(layout), timeout=120, what="metadata on the PLAINTEXT listener")
+    props = write_config(layout.kafka_dir, render_properties(layout, keystore))
+    scram = [arg for u in SCRAM_USERS
+             for arg in ("--add-scram", f"SCRAM-SHA-512=[name={u.name},password={u.password}]")]
+    format_storage(layout, props, layout.kafka_dir / "data", CLUSTER_ID, *scram)
+    svc.start(java_command(layout, layout.kafka_dir, "kafka.Kafka", str(props), heap="1g"), env=dict(os.environ))
+    bootstrap = f"{layout.host}:{layout.ports.kafka}"
+    wait_until(svc, lambda: brokers_answer(bootstrap, 1), timeout=120, what="metadata on the PLAINTEXT listener")
 
 
-def _broker_answers(layout: Layout) -> bool:
+def fetch_jars() -> None:
+    run_build(REPO / "dev" / "build" / "kafka.sh", what="fetching the Kafka jars")
+
+
+def listening(address: str) -> bool:
+    host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((layout.host, layout.ports.kafka), timeout=1):
-            pass
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
     except OSError:
+        return False
+
+
+def brokers_answer(bootstrap: str, brokers: int) -> bool:
+    """True once the metadata read through `bootstrap` lists at least `brokers` brokers."""
+    if not listening(bootstrap.split(",", maxsplit=1)[0]):
         return False
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": f"{layout.host}:{layout.ports.kafka}"})
+    # Quiet: refused connections are expected while a broker starts.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     try:
-        return len(admin.list_topics(timeout=2).brokers) > 0
+        return len(admin.list_topics(timeout=2).brokers) >= brokers
     except Exception:
         return False

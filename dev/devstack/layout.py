@@ -23,6 +23,16 @@ class Ports:
     controller_manager: int = 10257
     scheduler: int = 10259
     kubelet: int = 10250  # the first node's; each next node +10 (kubelet port, then its healthz)
+    # The three-broker cluster: broker n (1-3) uses each base + n - 1. Clients reach it only through
+    # Toxiproxy (`kafka_ha`, what the brokers advertise); `kafka_ha_client` is where those proxies
+    # forward to, the inter-broker and controller listeners stay direct.
+    kafka_ha: int = 9010
+    kafka_ha_client: int = 9020
+    kafka_ha_internal: int = 9030
+    kafka_ha_controller: int = 9040
+    toxiproxy: int = 8474  # its HTTP API
+    s3_proxy: int = 4510  # Toxiproxy in front of moto, one proxy per service
+    dynamodb_proxy: int = 4520
 
     def shifted(self, offset: int) -> Ports:
         """A second stack on one machine (CSVKAFKA_PORT_OFFSET) moves every port by the same amount."""
@@ -113,6 +123,14 @@ class Layout:
     @property
     def kafka_dir(self) -> Path:
         return self.state / "kafka"
+
+    @property
+    def kafka_ha_dir(self) -> Path:
+        return self.state / "kafka-ha"
+
+    @property
+    def toxiproxy_dir(self) -> Path:
+        return self.state / "toxiproxy"
 
     @property
     def kube_dir(self) -> Path:

@@ -64,11 +64,27 @@ data "aws_iam_policy_document" "worker" {
     }
   }
 
-  # The worker reads, claims (conditional put), writes and deletes its shard's checkpoint item.
+  # The worker claims its shard's checkpoint item (a conditional UpdateItem: the lease), reads it and
+  # the other shards' (GetItem), and writes it (a conditional PutItem). People delete items with
+  # their own credentials (csvkafka checkpoint delete), the operator with its role.
   statement {
     sid       = "Checkpoints"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.checkpoints.arn]
+  }
+
+  # The table is encrypted with the module's key: DynamoDB uses it with the caller's permissions,
+  # so each caller needs these on the key, and only through DynamoDB.
+  statement {
+    sid       = "CheckpointTableKey"
+    actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.csvkafka.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["dynamodb.${var.aws_region}.amazonaws.com"]
+    }
   }
 
   # WriteDataIdempotently: the producer is idempotent (and transactional in exactly-once mode).
@@ -117,6 +133,18 @@ data "aws_iam_policy_document" "operator" {
     sid       = "Checkpoints"
     actions   = ["dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
     resources = [aws_dynamodb_table.checkpoints.arn]
+  }
+
+  statement {
+    sid       = "CheckpointTableKey"
+    actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.csvkafka.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["dynamodb.${var.aws_region}.amazonaws.com"]
+    }
   }
 }
 

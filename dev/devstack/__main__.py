@@ -42,6 +42,7 @@ def environment(layout: Layout) -> dict[str, str]:
         "CSVKAFKA_TOXIPROXY_URL": toxiproxy.url(layout),
         "CSVKAFKA_S3_PROXY_URL": toxiproxy.s3_endpoint(layout),
         "CSVKAFKA_DYNAMODB_PROXY_URL": toxiproxy.dynamodb_endpoint(layout),
+        "CSVKAFKA_IAM_GATE_URL": aws.gate_endpoint(layout),
         "CSVKAFKA_CACHE": str(layout.cache),
         "CSVKAFKA_STATE": str(layout.state),
         "CSVKAFKA_PORT_OFFSET": os.environ.get("CSVKAFKA_PORT_OFFSET", "0"),
@@ -54,6 +55,7 @@ def all_services(layout: Layout) -> list[tuple[Managed, str]]:
     where = {
         "kafka": f"PLAINTEXT {layout.host}:{p.kafka}, SASL_SSL {layout.host}:{p.kafka_sasl_ssl}",
         "moto": aws.endpoint(layout),
+        "iam-gate": f"{aws.gate_endpoint(layout)} (moto, with IAM enforced per access key)",
         "toxiproxy": f"API {toxiproxy.url(layout)}, S3 {toxiproxy.s3_endpoint(layout)}, "
         f"DynamoDB {toxiproxy.dynamodb_endpoint(layout)}",
         **{b.name: f"{b.advertised} through toxiproxy to {b.client_listener}" for b in kafka_ha.brokers(layout)},
@@ -63,8 +65,8 @@ def all_services(layout: Layout) -> list[tuple[Managed, str]]:
         "kube-scheduler": "",
         "operator": f"csvkafka operator, liveness {operator.liveness_url(layout)}",
     }
-    services = [kafka.service(layout), aws.service(layout), toxiproxy.service(layout), *kafka_ha.services(layout),
-                *kube.services(layout).values()]
+    services = [kafka.service(layout), aws.service(layout), aws.gate_service(layout), toxiproxy.service(layout),
+                *kafka_ha.services(layout), *kube.services(layout).values()]
     return [*((s, where[s.name]) for s in services), *nodes.status(layout),
             (operator.service(layout), where["operator"])]
 

@@ -17,6 +17,7 @@ class Ports:
     kafka_controller: int = 9093
     kafka_sasl_ssl: int = 9094
     aws: int = 4566
+    aws_gate: int = 4567  # the IAM gate in front of moto (devstack.iamgate)
     etcd: int = 2379
     etcd_peer: int = 2380
     apiserver: int = 6443

@@ -53,8 +53,14 @@ def _listed(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+OPERATORS = frozenset({"StringEquals", "StringEqualsIgnoreCase", "StringNotEquals", "StringLike", "StringNotLike",
+                       "ArnEquals", "ArnNotEquals", "ArnLike", "ArnNotLike", "Bool"})
+
+
 def _condition(operator: str, expected: Mapping[str, Any], context: Mapping[str, str]) -> bool:
     base = operator.removesuffix("IfExists")
+    if base not in OPERATORS:
+        raise UnsupportedPolicy(f"condition operator {operator} is not evaluated here")
     if_exists = base != operator
     present = {key.lower(): value for key, value in context.items()}
     for key, values in expected.items():
@@ -79,9 +85,7 @@ def _test(operator: str, values: list[str], actual: str) -> bool:
         return actual not in values
     if operator in ("StringNotLike", "ArnNotLike"):
         return not any(matches(v, actual) for v in values)
-    if operator == "Bool":
-        return actual.lower() in (v.lower() for v in values)
-    raise UnsupportedPolicy(f"condition operator {operator} is not evaluated here")
+    return actual.lower() in (v.lower() for v in values)  # Bool
 
 
 def _applies(statement: Mapping[str, Any], request: Request) -> bool:

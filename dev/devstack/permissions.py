@@ -84,18 +84,26 @@ class Call:
 def required(call: Call, table_key: Callable[[str], str | None]) -> list[Request]:
     """Every permission `call` needs, in the order AWS checks them; `table_key` gives a table's
     customer managed key ARN (None when the table has none)."""
-    operation = call.operation
-    action = action_of(call.service, operation)
     if call.service == "s3":
         bucket, _, key = unquote(call.path).lstrip("/").partition("/")
-        arn = f"arn:aws:s3:::{bucket}/{key}" if key and action != "s3:ListBucket" else f"arn:aws:s3:::{bucket}"
-        return [Request(action, arn)]
-    tables = _tables(operation, _json(call.body))
+        return s3_requests(call.operation, bucket, key)
+    operation = call.operation
+    return dynamodb_requests(operation, call.region, call.account, _tables(operation, _json(call.body)), table_key)
+
+
+def s3_requests(operation: str, bucket: str, key: str = "") -> list[Request]:
+    action = action_of("s3", operation)
+    return [Request(action, f"arn:aws:s3:::{bucket}/{key}" if action != "s3:ListBucket" else f"arn:aws:s3:::{bucket}")]
+
+
+def dynamodb_requests(operation: str, region: str, account: str, tables: list[str],
+                      table_key: Callable[[str], str | None]) -> list[Request]:
+    action = action_of("dynamodb", operation)
     if not tables:  # account-wide operations (ListTables, DescribeLimits): AWS's resource is "*"
         return [Request(action, "*")]
-    needed = [Request(action, f"arn:aws:dynamodb:{call.region}:{call.account}:table/{t}") for t in tables]
+    needed = [Request(action, f"arn:aws:dynamodb:{region}:{account}:table/{t}") for t in tables]
     kms = KMS_FOR_WRITES if operation in DYNAMODB_WRITES else KMS_FOR_READS if operation in DYNAMODB_READS else ()
-    via = {"kms:ViaService": f"dynamodb.{call.region}.amazonaws.com"}
+    via = {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}
     for table in tables:
         key_arn = table_key(table) if kms else None
         needed.extend(Request(k, key_arn, via) for k in kms if key_arn)

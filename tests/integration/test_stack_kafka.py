@@ -1,4 +1,5 @@
-"""The stack's Kafka is a real broker: transactions, read_committed, SCRAM over TLS."""
+"""The stack's Kafka is a real broker: transactions, read_committed, SCRAM over TLS; and its three-broker
+cluster is replicated like MSK's, with every client connection through the fault proxy."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import uuid
 
 import pytest
 from confluent_kafka import KafkaError, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+from devstack.faults import Toxiproxy
 from tests.support import consume_all
 
 pytestmark = pytest.mark.integration
@@ -82,3 +84,52 @@ def test_tls_rejects_a_broker_certificate_from_an_untrusted_ca(stack_env: dict[s
     # librdkafka reports the failed handshake as _SSL or, depending on timing, as _TRANSPORT.
     assert error.code() in (KafkaError._SSL, KafkaError._TRANSPORT)
     assert "certificate verify failed" in error.str()
+
+
+def test_the_three_broker_cluster_advertises_its_fault_proxies(ha_bootstrap: str, toxiproxy: Toxiproxy) -> None:
+    brokers = AdminClient({"bootstrap.servers": ha_bootstrap}).list_topics(timeout=10).brokers
+    advertised = {node: f"{b.host}:{b.port}" for node, b in brokers.items()}
+    proxies = toxiproxy.proxies()
+    assert advertised == {node: proxies[f"kafka-ha-{node}"].listen for node in (1, 2, 3)}
+    assert sorted(advertised.values()) == sorted(ha_bootstrap.split(","))
+
+
+def topic_configs(admin: AdminClient, topic: str) -> dict[str, str]:
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    entries = admin.describe_configs([resource])[resource].result(30)
+    return {name: entry.value for name, entry in entries.items()}
+
+
+def test_topics_of_the_three_broker_cluster_have_three_replicas_two_in_sync(ha_bootstrap: str, ha_topic: str
+                                                                              ) -> None:
+    admin = AdminClient({"bootstrap.servers": ha_bootstrap})
+    partition = admin.list_topics(ha_topic, timeout=10).topics[ha_topic].partitions[0]
+    assert sorted(partition.replicas) == [1, 2, 3]
+    assert topic_configs(admin, ha_topic)["min.insync.replicas"] == "2"
+
+
+def test_transactions_and_group_offsets_of_the_three_broker_cluster_are_replicated(ha_bootstrap: str,
+                                                                                   ha_topic: str) -> None:
+    producer = Producer({"bootstrap.servers": ha_bootstrap, "transactional.id": uuid.uuid4().hex})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(ha_topic, b"replicated")
+    producer.commit_transaction(30)
+    assert values(ha_bootstrap, ha_topic, isolation="read_committed") == [b"replicated"]
+
+    admin = AdminClient({"bootstrap.servers": ha_bootstrap})
+    for internal in ("__transaction_state", "__consumer_offsets"):
+        assert replica_counts(admin, internal) == {3}, internal
+        assert topic_configs(admin, internal)["min.insync.replicas"] == "2", internal
+
+
+def replica_counts(admin: AdminClient, topic: str, timeout: float = 30) -> set[int]:
+    """How many replicas the topic's partitions have, once the metadata lists every one of them
+    (a topic the consumer made a moment ago may still be incomplete)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+        counts = {len(p.replicas) for p in partitions}
+        if counts == {3} or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)

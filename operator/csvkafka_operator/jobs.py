@@ -77,6 +77,7 @@ def render_job(resource: CsvKafkaImport, settings: Settings) -> dict[str, Any]:
             "parallelism": shards,
             **retries,
             "suspend": spec.suspend,
+            **({"activeDeadlineSeconds": spec.active_deadline_seconds} if spec.active_deadline_seconds else {}),
             "ttlSecondsAfterFinished": settings.job_ttl_seconds,
             "podReplacementPolicy": "Failed",
             "podFailurePolicy": {"rules": [
@@ -172,7 +173,7 @@ def _worker_args(resource: CsvKafkaImport, settings: Settings) -> list[str]:
 
 def _worker_env(resource: CsvKafkaImport, settings: Settings) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
-    env += [{"name": name, "value": value} for name, value in sorted(settings.worker_env.items())]
+    env += [var.to_api() for var in settings.worker_env]
     secret = resource.spec.sink.auth.secret_ref
     if secret is not None:
         env.append({"name": PASSWORD_ENV,

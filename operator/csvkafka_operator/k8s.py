@@ -116,6 +116,10 @@ class Kube:
                                                      _preload_content=False))
         return list(listed.get("items", []))
 
+    def delete_pod(self, namespace: str, name: str) -> None:
+        # With its grace period: a worker that is only slow still checkpoints on SIGTERM.
+        _missing_is_none(lambda: self.core.delete_namespaced_pod(name, namespace, _preload_content=False))
+
     # -- what worker pods need ---------------------------------------------------------------------
 
     def service_account_exists(self, namespace: str, name: str) -> bool:

@@ -7,11 +7,12 @@ crds/ is the schema's source of truth; tests/unit/test_operator_models.py holds 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from csvkafka_worker.checkpoint import shard_job_id
@@ -22,6 +23,8 @@ VERSION = "v1alpha1"
 PLURAL = "csvimports"
 KIND = "CsvKafkaImport"
 API_VERSION = f"{GROUP}/{VERSION}"
+
+MIN_STALL_TIMEOUT_SECONDS = 10
 
 SCRAM = (AuthMechanism.SCRAM_SHA_256, AuthMechanism.SCRAM_SHA_512)
 
@@ -96,6 +99,18 @@ class Restart(Model):
     from_row: int | None = Field(default=None, ge=1)
 
 
+# A Go duration of whole hours, minutes and seconds (10m, 90s, 1h30m), as the CRD's pattern has it.
+DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def seconds_of(duration: str) -> int:
+    match = DURATION.match(duration)
+    if not duration or match is None:
+        raise ValueError(f"{duration!r} is not a duration such as 90s, 10m or 1h30m")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
 class ResourceSpec(ImportSpec):
     sink: ResourceSink
     checkpoint: ResourceCheckpoint
@@ -105,6 +120,30 @@ class ResourceSpec(ImportSpec):
     service_account_name: str | None = None
     suspend: bool = False
     restart: Restart | None = None
+    # A running worker whose checkpoint does not move for this long is stopped, and the Job's next
+    # pod resumes from the checkpoint; 0s turns the watch off.
+    stall_timeout: str = "10m"
+    # Passed to the Job: the import fails (DeadlineExceeded) once it has run this long.
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+
+    @field_validator("stall_timeout")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        seconds = seconds_of(value)
+        if 0 < seconds < MIN_STALL_TIMEOUT_SECONDS:
+            raise ValueError(f"stallTimeout must be 0s (off) or at least {MIN_STALL_TIMEOUT_SECONDS}s")
+        return value
+
+    @model_validator(mode="after")
+    def _longer_than_checkpoints(self) -> ResourceSpec:
+        if self.stall_timeout_seconds and self.stall_timeout_seconds < 2 * self.checkpoint.every_seconds:
+            raise ValueError("stallTimeout must be at least twice checkpoint.everySeconds, or a healthy worker "
+                             "between two checkpoints looks stalled")
+        return self
+
+    @property
+    def stall_timeout_seconds(self) -> int:
+        return seconds_of(self.stall_timeout)
 
     def shard_job_ids(self) -> list[str]:
         return [shard_job_id(self.job_id, index, self.parallelism) for index in range(self.parallelism)]
@@ -136,6 +175,10 @@ class ShardStatus(Status):
     progress: str | None = None
     rows_per_second: int | None = None
     last_checkpoint_time: str | None = None
+    # When the operator last saw the shard's checkpoint move.
+    last_progress_time: str | None = None
+    # The pod stopped because this shard stalled; set until the shard moves again.
+    stalled_pod: str | None = None
     message: str | None = None
 
 
@@ -156,6 +199,7 @@ class ImportStatus(Status):
     eta: str | None = None
     last_checkpoint_time: str | None = None
     source_etag: str | None = None
+    stall_restarts: int | None = None
     shards: tuple[ShardStatus, ...] = ()
     conditions: tuple[Condition, ...] = ()
 

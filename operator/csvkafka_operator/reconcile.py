@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from csvkafka_operator import status
+from csvkafka_operator import stalls, status
 from csvkafka_operator.checkpoints import Checkpoints, TableNotFound
 from csvkafka_operator.jobs import job_name, render_job, service_account
 from csvkafka_operator.k8s import Json, Kube
@@ -50,8 +50,13 @@ class Reconciler:
                 self._publish(body, previous, status.invalid(previous, generation, str(invalid), self.clock()))
                 return
             job, blocker = self._ensure(resource)
-            self._publish(body, previous, status.compute(resource, self._observe(resource, job, blocker),
-                                                         self.clock()))
+            current = status.compute(resource, self._observe(resource, job, blocker), self.clock())
+            # A stalled worker's pod is deleted (a failure the Job counts against its retries) and its
+            # next pod resumes from the checkpoint. Deleted before the status says so: a failed delete
+            # leaves the status as it was, and the next pass finds the stall again.
+            for pod in stalls.newly_stalled(previous, current.job_name or "", current.shards):
+                self.kube.delete_pod(resource.metadata.namespace, pod)
+            self._publish(body, previous, current)
 
     def finalize(self, body: Json) -> bool:
         """For checkpoint retention Delete: stop the workers, then delete the checkpoints. False while
@@ -74,8 +79,13 @@ class Reconciler:
                                  failed=False)
         job = next((job for job in owned if job["metadata"]["name"] == desired), None)
         if job is not None:
-            if bool(job["spec"].get("suspend")) != resource.spec.suspend:
-                job = self.kube.patch_job(namespace, desired, {"spec": {"suspend": resource.spec.suspend}})
+            # What a running Job may change: suspension, and its deadline (raised to let it finish).
+            wanted = {"suspend": resource.spec.suspend, "activeDeadlineSeconds": resource.spec.active_deadline_seconds}
+            now = {"suspend": bool(job["spec"].get("suspend")),
+                   "activeDeadlineSeconds": job["spec"].get("activeDeadlineSeconds")}
+            changes = {key: value for key, value in wanted.items() if now[key] != value}
+            if changes:
+                job = self.kube.patch_job(namespace, desired, {"spec": changes})
             return job, None
         if status.finished(resource):
             return None, None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import version
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
 
-# Setting → environment variable. JSON ones hold an object of strings.
+# Setting → environment variable. JSON ones hold an object of strings (worker_env: or a list of EnvVars).
 ENV = {
     "worker_image": "CSVKAFKA_WORKER_IMAGE",
     "worker_service_account": "CSVKAFKA_WORKER_SERVICE_ACCOUNT",
@@ -27,6 +28,56 @@ class SettingsError(ValueError):
     pass
 
 
+class KeyRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    optional: bool | None = None
+
+
+class EnvSource(BaseModel):
+    """Where a variable's value is read when the pod starts: only references, never the value itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    secret_key_ref: KeyRef | None = None
+    config_map_key_ref: KeyRef | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> EnvSource:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError("valueFrom needs exactly one of secretKeyRef or configMapKeyRef")
+        return self
+
+
+class EnvVar(BaseModel):
+    """Kubernetes' EnvVar, as far as worker pods need it: a plain value or a key of a Secret or ConfigMap in
+    the import's namespace."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str | None = None
+    value_from: EnvSource | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> EnvVar:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"{self.name}: give either value or valueFrom (secretKeyRef for anything secret)")
+        return self
+
+    def to_api(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def _env_list(raw: Any) -> Any:
+    """The former form, an object of name: value strings, read as the list it stands for."""
+    if isinstance(raw, dict):
+        return [{"name": name, "value": value} for name, value in sorted(raw.items())]
+    return raw
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -34,8 +85,8 @@ class Settings(BaseModel):
     worker_image: str = Field(default_factory=lambda: f"csvkafka:{version('csvkafka')}", min_length=1)
     # The ServiceAccount whose IRSA role reads the sources and writes the checkpoint table.
     worker_service_account: str = "csvkafka-worker"
-    # Environment every worker pod gets, e.g. AWS_ENDPOINT_URL on a local stack.
-    worker_env: dict[str, str] = Field(default_factory=dict)
+    # Environment every worker pod gets, e.g. AWS_REGION, or a Secret's key by reference.
+    worker_env: Annotated[tuple[EnvVar, ...], BeforeValidator(_env_list)] = ()
     # 0 turns the worker's Prometheus endpoint off.
     worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
     # The labels the EKS Fargate profile selects; stamped on capacity: fargate pods.
@@ -58,7 +109,8 @@ class Settings(BaseModel):
                 try:
                     raw[field] = json.loads(value)
                 except json.JSONDecodeError as bad:
-                    raise SettingsError(f"{name} must be a JSON object of strings: {bad}") from bad
+                    what = "a JSON list of EnvVars" if field == "worker_env" else "a JSON object of strings"
+                    raise SettingsError(f"{name} must be {what}: {bad}") from bad
             elif field == "namespaces":
                 # One pattern, not split: kopf reads `a,!b` in order, so splitting would lose exclusions.
                 raw[field] = (value,)
@@ -68,5 +120,11 @@ class Settings(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as invalid:
             names = {field: f"{name} ({field})" for field, name in ENV.items()}
-            raise SettingsError("; ".join(f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
+            raise SettingsError("; ".join(f"{names.get(str(e['loc'][0]), e['loc'][0])}{_where(e['loc'][1:])}: "
+                                          f"{e['msg'].removeprefix('Value error, ')}"
                                           for e in invalid.errors())) from invalid
+
+
+def _where(loc: Sequence[int | str]) -> str:
+    """Where in a JSON setting a problem is, e.g. ` [2].valueFrom.secretKeyRef`."""
+    return " " + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") if loc else ""

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from csvkafka_operator import stalls
 from csvkafka_operator.diagnosis import STUCK, reports
-from csvkafka_operator.jobs import job_name
+from csvkafka_operator.jobs import RETRIES, job_name
 from csvkafka_operator.models import Condition, CsvKafkaImport, ImportStatus, Phase, ShardStatus
 from csvkafka_operator.timestamps import epoch, from_epoch, rfc3339
 from csvkafka_worker.checkpoint import Checkpoint, State
@@ -21,6 +22,7 @@ from csvkafka_worker.errors import Reason
 Json = Mapping[str, Any]
 
 ACTIVE = (Phase.PENDING, Phase.RUNNING)
+STALLED = "Stalled"
 # Progressing reasons that are business as usual; any other one is posted as a Warning event.
 ROUTINE = frozenset({"Creating", "Starting", "Running", Reason.INTERRUPTED, "Completing", "Suspended", "Completed",
                      "StoppingPreviousRun"})
@@ -71,10 +73,12 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
         return previous.model_copy(update={"observed_generation": generation, "conditions": tuple(
             c.model_copy(update={"observed_generation": generation}) for c in previous.conditions)})
 
-    shards = tuple(_shard(i, job_id, observed.checkpoints.get(job_id))
-                   for i, job_id in enumerate(resource.spec.shard_job_ids()))
-    outcome = _outcome(resource, observed, shards)
     name = job_name(resource)
+    shards = _tracked(resource, observed, now)
+    stall_restarts = (previous.stall_restarts or 0 if previous.job_name == name else 0) + len(
+        stalls.newly_stalled(previous, name, shards))
+    stalled = _stall_message(resource, shards, stall_restarts)
+    outcome = _outcome(resource, observed, shards, stalled)
     start = previous.start_time if previous.job_name == name and previous.start_time else _job_time(
         observed.job, "startTime")
     completion = _completion_time(outcome, observed, now)
@@ -100,8 +104,9 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
         eta=_eta(observed.checkpoints.values()) if outcome.phase is Phase.RUNNING else None,
         last_checkpoint_time=from_epoch(max(checkpoint_times)) if checkpoint_times else None,
         source_etag=next((cp.source_etag for cp in observed.checkpoints.values() if cp.source_etag), None),
+        stall_restarts=stall_restarts or None,
         shards=shards,
-        conditions=_conditions(previous, outcome, generation, now),
+        conditions=_conditions(previous, outcome, generation, now, stalled),
     )
 
 
@@ -114,6 +119,9 @@ def invalid(previous: ImportStatus, generation: int, problem: str, now: datetime
 
 def transition(old: ImportStatus, new: ImportStatus) -> Event | None:
     """The Kubernetes Event to post when the phase or the reason behind it changed."""
+    stalled = new.condition("Stalled")
+    if (new.stall_restarts or 0) > (old.stall_restarts or 0) and stalled is not None:
+        return Event("Warning", stalled.reason, stalled.message)
     before, after = old.condition("Progressing"), new.condition("Progressing")
     if after is None or (old.phase == new.phase and before is not None and before.reason == after.reason):
         return None
@@ -124,7 +132,8 @@ def transition(old: ImportStatus, new: ImportStatus) -> Event | None:
 # -- the outcome -----------------------------------------------------------------------------------
 
 
-def _outcome(resource: CsvKafkaImport, observed: Observed, shards: Sequence[ShardStatus]) -> Outcome:
+def _outcome(resource: CsvKafkaImport, observed: Observed, shards: Sequence[ShardStatus],
+             stalled: str | None) -> Outcome:
     if observed.blocker is not None:
         blocker = observed.blocker
         return Outcome(Phase.FAILED if blocker.failed else Phase.PENDING, blocker.reason, blocker.message)
@@ -135,16 +144,17 @@ def _outcome(resource: CsvKafkaImport, observed: Observed, shards: Sequence[Shar
     if "Complete" in true or "SuccessCriteriaMet" in true:
         return Outcome(Phase.SUCCEEDED, "Completed", _summary(resource, shards))
     if "Failed" in true or "FailureTarget" in true:
-        return _failure(resource, true.get("Failed") or true["FailureTarget"], observed)
+        return _failure(resource, true.get("Failed") or true["FailureTarget"], observed, stalled)
     if job.get("spec", {}).get("suspend"):
         rows = sum(s.records_read for s in shards)
         return Outcome(Phase.SUSPENDED, "Suspended",
                        f"suspended after {rows:,} rows; set spec.suspend to false "
                        f"(kubectl csvimport resume {resource.metadata.name}) to continue")
-    return _in_progress(resource, observed, shards)
+    return _in_progress(resource, observed, shards, stalled)
 
 
-def _in_progress(resource: CsvKafkaImport, observed: Observed, shards: Sequence[ShardStatus]) -> Outcome:
+def _in_progress(resource: CsvKafkaImport, observed: Observed, shards: Sequence[ShardStatus],
+                 stalled: str | None) -> Outcome:
     running = [p for p in observed.pods if p.get("status", {}).get("phase") == "Running"]
     said = reports(observed.pods, resource.spec.capacity)
     phase = Phase.RUNNING if running or any(s.state != "pending" for s in shards) else Phase.PENDING
@@ -152,6 +162,8 @@ def _in_progress(resource: CsvKafkaImport, observed: Observed, shards: Sequence[
     stuck = [r for r in said if r.reason in STUCK or r.reason == "Unschedulable"]
     if stuck:
         return Outcome(phase, stuck[-1].reason, stuck[-1].message)
+    if stalled is not None:
+        return Outcome(phase, STALLED, stalled)
     latest = said[-1] if said else None
     last_checkpoint = max((cp.timestamp for cp in observed.checkpoints.values()), default=0)
     # A failure stays the headline until a checkpoint after it shows the retry got going.
@@ -167,9 +179,19 @@ def _in_progress(resource: CsvKafkaImport, observed: Observed, shards: Sequence[
                                       f"{job_name(resource)} to start")
 
 
-def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed) -> Outcome:
+def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed, stalled: str | None) -> Outcome:
     failures = [r for r in reports(observed.pods, resource.spec.capacity) if r.failed]
-    if failures:
+    name = resource.metadata.name
+    if condition.get("reason") == "DeadlineExceeded":
+        rows = sum(cp.last_line for cp in observed.checkpoints.values())
+        return Outcome(Phase.FAILED, "DeadlineExceeded", (
+            f"the import ran longer than spec.activeDeadlineSeconds ({resource.spec.active_deadline_seconds}s) and "
+            f"was stopped after {rows:,} rows; raise spec.activeDeadlineSeconds (or remove it), then kubectl "
+            f"csvimport restart {name} continues from the last checkpoint"))
+    if stalled is not None and not failures:
+        # The stalled pods were deleted, so they say nothing: their stalls used up the Job's retries.
+        reason, message = STALLED, f"{stalled}; the Job's retries are used up"
+    elif failures:
         reason, message = failures[-1].reason, failures[-1].message
     else:
         # The pods are gone (TTL, or deleted): the checkpoints and the Job tell what is left to tell.
@@ -179,11 +201,47 @@ def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed) -> O
         reason = failed.reason or job_reason if failed is not None else job_reason
         message = failed.message if failed is not None and failed.message else (
             condition.get("message") or "the import's Job failed")
-    name = resource.metadata.name
     then = (f"kubectl csvimport reset {name} imports the new version from the first row"
             if reason == Reason.SOURCE_CHANGED
             else f"once fixed, kubectl csvimport restart {name} continues from the last checkpoint")
     return Outcome(Phase.FAILED, reason, f"{message.rstrip('.')}. Then: {then}")
+
+
+# -- stalls ----------------------------------------------------------------------------------------
+
+
+def _tracked(resource: CsvKafkaImport, observed: Observed, now: datetime) -> tuple[ShardStatus, ...]:
+    """The shards, each with when it last moved and, once stalled, the pod stopped for it."""
+    previous = resource.status
+    before = {s.index: s for s in previous.shards} if previous.job_name == job_name(resource) else {}
+    shards = [stalls.track(before.get(i), _shard(i, job_id, observed.checkpoints.get(job_id)), now)
+              for i, job_id in enumerate(resource.spec.shard_job_ids())]
+    if _running(observed.job):
+        for stall in stalls.find(shards, observed.pods, resource.spec.stall_timeout_seconds, now):
+            shards[stall.index] = shards[stall.index].model_copy(update={"stalled_pod": stall.pod})
+    return tuple(shards)
+
+
+def _running(job: Json | None) -> bool:
+    """The Job exists, is not suspended and has not ended: its pods are meant to be working."""
+    if job is None or job.get("spec", {}).get("suspend"):
+        return False
+    ended = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
+    return not any(c.get("type") in ended and c.get("status") == "True"
+                   for c in job.get("status", {}).get("conditions") or [])
+
+
+def _stall_message(resource: CsvKafkaImport, shards: Sequence[ShardStatus], restarts: int) -> str | None:
+    stalled = [s for s in shards if s.stalled_pod]
+    if not stalled:
+        return None
+    timeout = resource.spec.stall_timeout
+    each = "; ".join(
+        f"shard {s.index} made no progress for more than spec.stallTimeout ({timeout}) after row {s.records_read:,}"
+        f" (last moved {s.last_progress_time}); its pod {s.stalled_pod} was stopped so that the Job's next pod "
+        "resumes from the checkpoint" for s in stalled)
+    per_shard = " per shard" if resource.spec.parallelism > 1 else ""
+    return f"{each}. Stall restarts so far: {restarts}; the Job allows {RETRIES} failed pods{per_shard}"
 
 
 # -- numbers ---------------------------------------------------------------------------------------
@@ -275,7 +333,8 @@ def _completion_time(outcome: Outcome, observed: Observed, now: datetime) -> str
     return failed.get("lastTransitionTime") or rfc3339(now)
 
 
-def _conditions(previous: ImportStatus, outcome: Outcome, generation: int, now: datetime) -> tuple[Condition, ...]:
+def _conditions(previous: ImportStatus, outcome: Outcome, generation: int, now: datetime,
+                stalled: str | None = None) -> tuple[Condition, ...]:
     phase = outcome.phase
 
     def detail(applies: bool, otherwise: str) -> tuple[str, str]:
@@ -285,6 +344,9 @@ def _conditions(previous: ImportStatus, outcome: Outcome, generation: int, now: 
         ("Progressing", phase in ACTIVE, (outcome.reason, outcome.message)),
         ("Succeeded", phase is Phase.SUCCEEDED, detail(phase is Phase.SUCCEEDED, "the import has not finished")),
         ("Failed", phase is Phase.FAILED, detail(phase is Phase.FAILED, "the import has not failed")),
+        # Only once an import has stalled: most never do, and their status stays as short.
+        *((("Stalled", phase in ACTIVE and stalled is not None, _stall_detail(phase, stalled)),)
+          if stalled is not None or previous.condition("Stalled") is not None else ()),
     )
     conditions = []
     for type_, holds, (reason, message) in wanted:
@@ -294,6 +356,14 @@ def _conditions(previous: ImportStatus, outcome: Outcome, generation: int, now: 
         conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
                                     last_transition_time=since, observed_generation=generation))
     return tuple(conditions)
+
+
+def _stall_detail(phase: Phase, stalled: str | None) -> tuple[str, str]:
+    if stalled is not None and phase in ACTIVE:
+        return STALLED, stalled
+    if phase in ACTIVE:
+        return "ProgressResumed", "every running shard's checkpoint moves again"
+    return phase.value, "the import is not running"
 
 
 def _job_time(job: Json | None, key: str) -> str | None:

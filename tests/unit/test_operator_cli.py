@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from csvkafka_operator.cli import main
 from csvkafka_operator.plugin import _parser, render_status
-from csvkafka_operator.settings import Settings, SettingsError
+from csvkafka_operator.settings import EnvVar, Settings, SettingsError
 
 
 def test_csvkafka_offers_the_workers_commands_and_the_operator(capsys: pytest.CaptureFixture[str]) -> None:
@@ -24,19 +25,40 @@ def test_settings_come_from_the_environment() -> None:
         "CSVKAFKA_NAMESPACES": "team-*,!team-test", "CSVKAFKA_INTERVAL_SECONDS": "2.5",
         "CSVKAFKA_FARGATE_LABELS": '{"fargate": "yes"}'})
     assert settings.worker_image == "123.dkr.example/csvkafka:2.0"
-    assert settings.worker_env == {"A": "1"} and settings.fargate_labels == {"fargate": "yes"}
+    assert settings.worker_env == (EnvVar(name="A", value="1"),) and settings.fargate_labels == {"fargate": "yes"}
     assert settings.namespaces == ("team-*,!team-test",)  # one kopf pattern: order matters
     assert settings.interval_seconds == 2.5
     assert Settings.from_env({}).worker_service_account == "csvkafka-worker"
 
 
+def test_worker_env_is_a_list_of_env_vars_whose_secrets_stay_references() -> None:
+    entries = [{"name": "AWS_REGION", "value": "eu-west-1"},
+               {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "importer", "key": "token"}}},
+               {"name": "LOG_LEVEL",
+                "valueFrom": {"configMapKeyRef": {"name": "tuning", "key": "log", "optional": True}}}]
+    settings = Settings.from_env({"CSVKAFKA_WORKER_ENV": json.dumps(entries)})
+    assert [var.to_api() for var in settings.worker_env] == entries
+
+
+def test_the_former_map_form_of_worker_env_still_means_plain_values_in_name_order() -> None:
+    settings = Settings.from_env({"CSVKAFKA_WORKER_ENV": json.dumps({"B": "2", "A": "1"})})
+    assert [var.to_api() for var in settings.worker_env] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+
+
 @pytest.mark.parametrize(("env", "message"), [
-    ({"CSVKAFKA_WORKER_ENV": "A=1"}, "CSVKAFKA_WORKER_ENV must be a JSON object of strings"),
+    ({"CSVKAFKA_WORKER_ENV": "A=1"}, "CSVKAFKA_WORKER_ENV must be a JSON list of EnvVars"),
+    ({"CSVKAFKA_WORKER_ENV": '[{"name": "TOKEN"}]'},
+     "CSVKAFKA_WORKER_ENV (worker_env) [0]: TOKEN: give either value or valueFrom"),
+    ({"CSVKAFKA_WORKER_ENV": '[{"name": "A", "value": "1"}, '
+                             '{"name": "T", "valueFrom": {"secretKeyRef": {"name": "s"}}}]'},
+     "CSVKAFKA_WORKER_ENV (worker_env) [1].valueFrom.secretKeyRef.key: Field required"),
+    ({"CSVKAFKA_WORKER_ENV": '[{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]'},
+     "CSVKAFKA_WORKER_ENV (worker_env) [0].valueFrom.fieldRef: Extra inputs are not permitted"),
     ({"CSVKAFKA_JOB_TTL_SECONDS": "soon"}, "CSVKAFKA_JOB_TTL_SECONDS (job_ttl_seconds)"),
     ({"CSVKAFKA_WORKER_METRICS_PORT": "70000"}, "CSVKAFKA_WORKER_METRICS_PORT (worker_metrics_port)"),
 ])
 def test_a_bad_setting_is_named(env: dict[str, str], message: str) -> None:
-    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SettingsError, match=re.escape(message)):
         Settings.from_env(env)
 
 

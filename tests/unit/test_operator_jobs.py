@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def test_the_worker_command_line_imports_exactly_the_spec(name: str) -> None:
     env["JOB_COMPLETION_INDEX"] = "3"
     spec, run = parse(parser.parse_args(container(job)["args"]), env)
 
-    expected = resource.spec.model_dump(include={"source", "sink", "checkpoint", "delivery", "bad_rows"})
+    expected = resource.spec.model_dump(include={"source", "sink", "checkpoint", "delivery", "bad_rows", "retry"})
     del expected["sink"]["auth"]["secret_ref"], expected["checkpoint"]["retention"]
     if expected["sink"]["auth"].pop("ca_config_map_ref"):
         expected["sink"]["auth"]["ca_file"] = CA_FILE
@@ -182,6 +183,24 @@ def test_workers_get_the_settings_environment_and_their_own_pod_name() -> None:
     assert env["AWS_ENDPOINT_URL"] == "http://s3:4566"
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert "KAFKA_SASL_PASSWORD" not in env
+
+
+def test_secret_env_reaches_the_workers_as_a_reference_never_as_its_value() -> None:
+    settings = Settings.from_env({"CSVKAFKA_WORKER_ENV": json.dumps([
+        {"name": "AWS_REGION", "value": "eu-west-1"},
+        {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "importer", "key": "token"}}}])})
+    job = render_job(example("scram-auth.yaml"), settings)
+    env = container(job)["env"]
+    assert [e["name"] for e in env] == ["POD_NAME", "AWS_REGION", "API_TOKEN", "KAFKA_SASL_PASSWORD"]
+    assert env[2] == {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "importer", "key": "token"}}}
+    # Kubernetes reads a Secret's key only where exactly one of value and valueFrom is given.
+    assert all(("value" in e) != ("valueFrom" in e) for e in env)
+
+
+def test_active_deadline_seconds_reaches_the_job_only_when_set() -> None:
+    assert "activeDeadlineSeconds" not in render_job(example("import.yaml"), SETTINGS)["spec"]
+    limited = render_job(example("import.yaml", activeDeadlineSeconds=7200), SETTINGS)["spec"]
+    assert limited["activeDeadlineSeconds"] == 7200
 
 
 def test_workers_run_as_the_irsa_service_account_without_a_kubernetes_token() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from csvkafka_operator.reconcile import Reconciler
@@ -12,6 +12,7 @@ from csvkafka_operator.status import Event
 from csvkafka_worker.checkpoint import Checkpoint, State
 
 NS, NAME, UID = "data", "people", "0d9c6a51"
+START = datetime(2026, 1, 16, 10, 0, tzinfo=UTC)
 JOB_ID = "exports/people.csv->people"
 
 
@@ -24,6 +25,8 @@ class FakeKube:
         self.created: list[str] = []
         self.deleted: list[str] = []
         self.secrets: dict[str, frozenset[str]] = {}
+        self.pods: list[dict[str, Any]] = []
+        self.deleted_pods: list[str] = []
 
     def get_import(self, namespace: str, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.body)
@@ -56,7 +59,13 @@ class FakeKube:
             self.jobs.pop(name, None)
 
     def list_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        return []
+        return copy.deepcopy(self.pods)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.deleted_pods.append(name)
+        for pod in self.pods:
+            if pod["metadata"]["name"] == name:
+                pod["metadata"]["deletionTimestamp"] = "2026-01-16T10:00:00Z"
 
     def service_account_exists(self, namespace: str, name: str) -> bool:
         return name == "csvkafka-worker"
@@ -87,14 +96,15 @@ class FakeCheckpoints:
         self.items[job_id] = Checkpoint(job_id=job_id, last_line=row - 1, state=State.INTERRUPTED)
 
 
-def setup(**spec: Any) -> tuple[FakeKube, FakeCheckpoints, Reconciler, list[Event]]:
+def setup(clock: list[datetime] | None = None, **spec: Any) -> tuple[FakeKube, FakeCheckpoints, Reconciler,
+                                                                     list[Event]]:
     kube = FakeKube({"source": {"uri": "s3://exports/people.csv"}, "sink": {"bootstrapServers": "b:9092",
                                                                             "topic": "people"},
                      "checkpoint": {"table": "checkpoints"}, **spec})
     checkpoints, events = FakeCheckpoints(), []
     reconciler = Reconciler(kube, checkpoints, Settings(worker_image="csvkafka:test"),
                             emit=lambda body, event: events.append(event),
-                            clock=lambda: datetime(2026, 1, 16, 10, 0, tzinfo=UTC))
+                            clock=lambda: (clock or [START])[0])
     return kube, checkpoints, reconciler, events
 
 
@@ -196,3 +206,28 @@ def test_deletion_with_retention_delete_waits_for_the_workers_then_deletes_the_c
     kube.finish_deletions()
     assert reconciler.finalize(kube.body) is True
     assert checkpoints.writes == [("delete", JOB_ID)]
+
+
+def test_a_stalled_workers_pod_is_deleted_once_and_the_job_spec_follows_the_deadline() -> None:
+    clock = [START]
+    kube, checkpoints, reconciler, events = setup(clock, stallTimeout="1m")
+    reconciler.reconcile(NS, NAME)
+    [job] = kube.jobs
+    kube.pods = [{"metadata": {"name": "people-1"}, "status": {"phase": "Running", "containerStatuses": [
+        {"name": "worker", "state": {"running": {"startedAt": "2026-01-16T09:59:00Z"}}}]}}]
+    checkpoints.items[JOB_ID] = Checkpoint(job_id=JOB_ID, last_line=500, timestamp=1, state=State.RUNNING)
+    reconciler.reconcile(NS, NAME)
+    clock[0] = START + timedelta(seconds=59)
+    reconciler.reconcile(NS, NAME)
+    assert kube.deleted_pods == []
+
+    clock[0] = START + timedelta(seconds=61)
+    reconciler.reconcile(NS, NAME)
+    reconciler.reconcile(NS, NAME)
+    assert kube.deleted_pods == ["people-1"]
+    assert kube.body["status"]["stallRestarts"] == 1
+    assert [(e.type, e.reason) for e in events][-1] == ("Warning", "Stalled")
+
+    kube.body["spec"]["activeDeadlineSeconds"] = 3600
+    reconciler.reconcile(NS, NAME)
+    assert kube.jobs[job]["spec"]["activeDeadlineSeconds"] == 3600

@@ -78,8 +78,9 @@ app.kubernetes.io/managed-by: csvkafka-operator
   verbs: [create, get, list, watch, patch, delete]
 - apiGroups: [""]
   resources: [pods]
-  # Read to explain a stuck or failed worker in the import's status.
-  verbs: [list]
+  # list: explains a stuck or failed worker in the import's status; delete: stops a stalled worker
+  # (spec.stallTimeout) so that its Job's next pod resumes from the checkpoint.
+  verbs: [list, delete]
 - apiGroups: [""]
   resources: [serviceaccounts]
   # get only: the operator checks that the worker ServiceAccount exists before starting a Job.

@@ -111,7 +111,7 @@ OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
 
 class Evaluator:
     """Values of HCL expressions. `known` holds what only `terraform apply` would know, by address:
-    "aws_dynamodb_table.checkpoints.arn", "data.aws_caller_identity.current.account_id", …"""
+    "aws_dynamodb_table.checkpoints.arn", "data.aws_eks_cluster.this.identity[0].oidc[0].issuer", …"""
 
     def __init__(self, module: Module, variables: Mapping[str, Any], known: Mapping[str, Any]) -> None:
         self.module = module
@@ -213,17 +213,17 @@ class Evaluator:
             value = self.variables[name]
         elif root == "local":
             name, path = path[0], path[1:]
-            expression, where = self._locals[str(name)]
+            expression, where = self._locals[name]
             value = self.value(expression, {}, where)
         elif root == "path" and path == ["module"]:
             return str(self.module.directory)
         else:
-            address = root + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in path)
+            address = root + "".join(f".{p}" if isinstance(p, str) else f"[{json.dumps(p[0])}]" for p in path)
             if address not in self.known:
                 raise TerraformError(f"{file.name}: {address} is known only after apply; give it in known")
             return self.known[address]
         for step in path:
-            value = value[step]
+            value = value[step if isinstance(step, str) else step[0]]
         return value
 
     def _traversal(self, node: Tree[Token], scope: Mapping[str, Any], file: Path) -> tuple[str, list[Any]]:
@@ -235,7 +235,7 @@ class Evaluator:
         root, path = self._traversal(base, scope, file)
         if node.data == "get_attr_expr_term":
             return root, [*path, str(_children(step)[0].children[0])]
-        return root, [*path, self.value(_children(step)[0], scope, file)]
+        return root, [*path, (self.value(_children(step)[0], scope, file),)]  # an index, not an attribute
 
 
 @dataclass(frozen=True)
@@ -311,12 +311,14 @@ def render(variables: Mapping[str, Any], known: Mapping[str, Any], directory: Pa
 
 
 def render_for_stack(*, buckets: list[str], table: str, key_arn: str, region: str = "us-east-1",
-                     account: str = "123456789012", directory: Path = TERRAFORM) -> dict[str, dict[str, Any]]:
+                     account: str = "123456789012", directory: Path = TERRAFORM,
+                     variables: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """The documents as `terraform apply` would render them for the local stack's account: the given
-    source buckets, checkpoint table and key; a cluster and an MSK cluster named csvkafka-dev."""
+    source buckets, checkpoint table and key; a cluster and an MSK cluster named csvkafka-dev; any
+    other `variables`."""
     msk_cluster = f"arn:aws:kafka:{region}:{account}:cluster/csvkafka-dev/00000000-0000-0000-0000-000000000000"
-    variables = {"aws_region": region, "cluster_name": "csvkafka-dev", "s3_buckets": buckets,
-                 "checkpoint_table_name": table, "msk_cluster_arn": msk_cluster}
+    given = {"aws_region": region, "cluster_name": "csvkafka-dev", "s3_buckets": buckets,
+             "checkpoint_table_name": table, "msk_cluster_arn": msk_cluster, **(variables or {})}
     issuer = f"https://oidc.eks.{region}.amazonaws.com/id/{'0' * 32}"
     known = {
         "data.aws_caller_identity.current.account_id": account,
@@ -327,4 +329,4 @@ def render_for_stack(*, buckets: list[str], table: str, key_arn: str, region: st
         "aws_dynamodb_table.checkpoints.arn": f"arn:aws:dynamodb:{region}:{account}:table/{table}",
         "aws_kms_key.csvkafka.arn": key_arn,
     }
-    return render(variables, known, directory)
+    return render(given, known, directory)

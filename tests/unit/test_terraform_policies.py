@@ -1,21 +1,34 @@
-"""The IAM policies in terraform/ name every action and every resource, parsed from the HCL.
+"""The IAM policies in terraform/, rendered from the HCL as Terraform would render them (devstack.terraform).
 
 A `*` action, or a `*` resource, appears only where AWS requires it; each such place is listed in
 EXCEPTIONS with the reason. A wildcard inside an ARN is allowed only as its last character, after
 a fixed prefix that names what it covers (a bucket's objects, the worker's csvkafka-* ids).
+
+The worker and operator roles allow every S3/DynamoDB call their code makes (found in the source),
+with the checkpoint table under the module's key, and nothing those calls do not need.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
+from botocore import xform_name
+from botocore.session import get_session
 
-TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
+from devstack.iam import Decision, Request, decide
+from devstack.permissions import KMS_FOR_WRITES, dynamodb_requests, s3_requests
+from devstack.terraform import Evaluator, Module, TerraformError, render_for_stack
+
+REPO = Path(__file__).resolve().parents[2]
+REGION, ACCOUNT = "us-east-1", "123456789012"
+BUCKET, TABLE = "csv-exports", "csv-kafka-checkpoint"
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-0000-0000-0000-000000000000"
+DOCUMENTS = render_for_stack(buckets=[BUCKET], table=TABLE, key_arn=KEY)
 
 # (policy document, statement sid) → what may be a wildcard there, and why AWS requires it.
 EXCEPTIONS: dict[tuple[str, str], dict[str, set[str]]] = {
@@ -30,87 +43,143 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, set[str]]] = {
 SCOPED_WILDCARD = re.compile(r"(/|csvkafka-|csvkafka-reader-|:log-stream:)\*$")
 
 
-def unquote(text: str) -> str:
-    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+def listed(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
 
-def strings(expression: Any) -> list[str]:
-    """The strings an HCL expression yields: a list's items, or a for-expression's element template."""
-    if isinstance(expression, list):
-        return [s for item in expression for s in strings(item)]
-    text = str(expression)
-    comprehension = re.fullmatch(r'\$\{\[for .+ : "(.*)"\]\}', text)
-    return [comprehension.group(1) if comprehension else unquote(text)]
-
-
-def load(path: Path) -> dict[str, Any]:
-    with path.open() as handle:
-        return dict(hcl2.load(handle))
-
-
-def blocks(kind: str, type_: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for path in sorted(TERRAFORM.glob("*.tf")):
-        for block in load(path).get(kind, []):
-            for block_type, named in block.items():
-                if unquote(block_type) == type_:
-                    for name, body in named.items():
-                        yield unquote(name), body
-
-
-def statements(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield from document.get("statement", [])
-    for dynamic in document.get("dynamic", []):
-        for name, body in dynamic.items():
-            if unquote(name) == "statement":
-                yield from body["content"]
-
-
-POLICY_STATEMENTS = [(name, statement) for name, document in blocks("data", "aws_iam_policy_document")
-                     for statement in statements(document)]
+POLICY_STATEMENTS = [(address, statement) for address, document in DOCUMENTS.items()
+                     for statement in document["Statement"]]
 
 
 def test_policies_are_found() -> None:
-    names = {name for name, _ in POLICY_STATEMENTS}
-    assert {"worker", "operator", "kms", "fargate_logging"} <= names
+    assert {"worker", "operator", "kms", "fargate_logging", 'trust["worker"]', 'trust["operator"]'} <= set(DOCUMENTS)
 
 
 @pytest.mark.parametrize(("document", "statement"), POLICY_STATEMENTS,
-                         ids=[f"{n}:{unquote(s.get('sid', '?'))}" for n, s in POLICY_STATEMENTS])
+                         ids=[f"{a}:{s.get('Sid', '?')}" for a, s in POLICY_STATEMENTS])
 def test_no_wildcard_beyond_what_aws_requires(document: str, statement: dict[str, Any]) -> None:
-    allowed = EXCEPTIONS.get((document, unquote(statement.get("sid", ""))), {"actions": set(), "resources": set()})
-    for action in strings(statement.get("actions", [])):
+    allowed = EXCEPTIONS.get((document, statement.get("Sid", "")), {"actions": set(), "resources": set()})
+    for action in listed(statement["Action"]):
         assert "*" not in action or action in allowed["actions"], f"wildcard action {action}"
-    for resource in strings(statement.get("resources", [])):
+    for resource in listed(statement.get("Resource", [])):
         if resource in allowed["resources"]:
             continue
         assert "*" not in resource[:-1] and (not resource.endswith("*") or SCOPED_WILDCARD.search(resource)), (
             f"unscoped wildcard resource {resource}")
-    assert "not_actions" not in statement and "not_resources" not in statement
+    assert "NotAction" not in statement and "NotResource" not in statement
 
 
 def test_every_exception_is_still_needed() -> None:
-    sids = {(name, unquote(statement.get("sid", ""))) for name, statement in POLICY_STATEMENTS}
+    sids = {(address, statement.get("Sid", "")) for address, statement in POLICY_STATEMENTS}
     assert set(EXCEPTIONS) <= sids
 
 
-def test_inline_policies_come_from_checked_documents() -> None:
+def test_policies_of_roles_and_keys_come_from_checked_documents() -> None:
     # A jsonencode()d or heredoc policy would escape the checks above.
-    for _, body in blocks("resource", "aws_iam_role_policy"):
-        assert re.fullmatch(r"\$\{data\.aws_iam_policy_document\.\w+\.json\}", body["policy"])
+    module = Module()
+    evaluator = Evaluator(module, {}, {f"data.aws_iam_policy_document.{a}.json": a for a in DOCUMENTS})
+    checked = 0
+    for type_, attribute in (("aws_iam_role_policy", "policy"), ("aws_iam_policy", "policy"),
+                             ("aws_iam_role", "assume_role_policy"), ("aws_kms_key", "policy")):
+        for block in module.find("resource", type_):
+            rendered = evaluator.value(block.attributes()[attribute], {}, block.file)
+            assert rendered in DOCUMENTS, f"{type_}.{block.labels[1]}.{attribute} is not a checked document"
+            checked += 1
+    assert checked >= 8
+
+
+def test_an_unsupported_construct_fails_loudly(tmp_path: Path) -> None:
+    (tmp_path / "main.tf").write_text('data "aws_iam_policy_document" "x" {\n  statement {\n'
+                                      '    actions   = [upper("s3:getobject")]\n    resources = ["*"]\n  }\n}\n')
+    with pytest.raises(TerraformError, match=r"upper\(\) is not supported"):
+        render_for_stack(buckets=[], table="t", key_arn=KEY, directory=tmp_path)
 
 
 def test_irsa_roles_trust_only_their_service_accounts() -> None:
-    (statement,) = statements(dict(blocks("data", "aws_iam_policy_document"))["trust"])
-    conditions = {unquote(c["variable"]): (unquote(c["test"]), strings(c["values"])) for c in statement["condition"]}
-    assert conditions["${local.oidc_host}:sub"] == ("StringEquals", ["${each.value}"])
-    assert conditions["${local.oidc_host}:aud"] == ("StringEquals", ["sts.amazonaws.com"])
-    locals_ = load(TERRAFORM / "irsa.tf")["locals"]
-    subjects = next(local["irsa_subjects"] for local in locals_ if "irsa_subjects" in local)
-    for role, account in (("worker", "local.worker_service_account"), ("operator", "local.operator_service_account")):
-        assert [s for s in strings(subjects[role]) if f"${{{account}}}" not in s] == [], role
+    namespaces = ["imports-a", "imports-b"]
+    documents = render_for_stack(buckets=[BUCKET], table=TABLE, key_arn=KEY,
+                                 variables={"import_namespaces": namespaces})
+    oidc = f"oidc.eks.{REGION}.amazonaws.com/id/{'0' * 32}"
+    subjects = {"worker": [f"system:serviceaccount:{ns}:csvkafka-worker" for ns in namespaces],
+                "operator": ["system:serviceaccount:csvkafka-system:csvkafka-operator"]}
+    for role, expected in subjects.items():
+        (statement,) = documents[f'trust["{role}"]']["Statement"]
+        assert statement["Action"] == ["sts:AssumeRoleWithWebIdentity"]
+        assert statement["Condition"] == {"StringEquals": {f"{oidc}:sub": expected,
+                                                           f"{oidc}:aud": ["sts.amazonaws.com"]}}
 
 
 def test_worker_may_use_only_its_own_transactional_ids_and_groups() -> None:
-    worker = {unquote(s["sid"]): s for s in statements(dict(blocks("data", "aws_iam_policy_document"))["worker"])}
-    assert strings(worker["TransactionalIds"]["resources"]) == ["${local.msk_transactional_id}/csvkafka-*"]
-    assert strings(worker["PositionsReaderGroups"]["resources"]) == ["${local.msk_group}/csvkafka-reader-*"]
+    worker = {s["Sid"]: s for s in DOCUMENTS["worker"]["Statement"]}
+    msk = f"arn:aws:kafka:{REGION}:{ACCOUNT}:%s/csvkafka-dev/00000000-0000-0000-0000-000000000000"
+    assert worker["TransactionalIds"]["Resource"] == [f"{msk % 'transactional-id'}/csvkafka-*"]
+    assert worker["PositionsReaderGroups"]["Resource"] == [f"{msk % 'group'}/csvkafka-reader-*"]
+
+
+def operations_called(package: Path) -> set[tuple[str, str]]:
+    """(service, operation) of every S3 and DynamoDB operation named in the package's source: as a
+    method (`client.head_object(…)`) or as a string (`self._call("update_item", …)`)."""
+    session = get_session()
+    by_name = {xform_name(operation): (service, operation) for service in ("s3", "dynamodb")
+               for operation in session.get_service_model(service).operation_names}
+    found = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = node.attr if isinstance(node, ast.Attribute) else node.value if (
+                isinstance(node, ast.Constant) and isinstance(node.value, str)) else None
+            if name in by_name:
+                found.add(by_name[name])
+    return found
+
+
+# Calls the code makes that its role does not: who makes them instead.
+NOT_THE_ROLES = {
+    ("worker", "dynamodb", "DeleteItem"): "`csvkafka checkpoint delete`, run by a person with their own credentials",
+}
+# Permissions a role needs without a call of its own.
+WITHOUT_A_CALL = {
+    ("worker", "s3:ListBucket"): "S3 answers a missing object with 404 (not 403) only to those allowed to list",
+}
+ROLES = {"worker": REPO / "worker" / "csvkafka_worker", "operator": REPO / "operator" / "csvkafka_operator"}
+
+
+def permissions(role: str) -> Iterator[Request]:
+    for service, operation in sorted(operations_called(ROLES[role])):
+        if (role, service, operation) in NOT_THE_ROLES:
+            continue
+        if service == "s3":
+            yield from s3_requests(operation, BUCKET, "exports/orders.csv")
+        else:
+            yield from dynamodb_requests(operation, REGION, ACCOUNT, [TABLE], lambda _: KEY)
+
+
+def test_the_code_calls_what_the_roles_were_written_for() -> None:
+    assert operations_called(ROLES["worker"]) == {("s3", "HeadObject"), ("s3", "GetObject"), ("dynamodb", "GetItem"),
+                                                  ("dynamodb", "UpdateItem"), ("dynamodb", "PutItem"),
+                                                  ("dynamodb", "DeleteItem")}
+    assert operations_called(ROLES["operator"]) == {("dynamodb", "BatchGetItem"), ("dynamodb", "PutItem"),
+                                                    ("dynamodb", "DeleteItem")}
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_every_call_the_code_makes_is_allowed(role: str) -> None:
+    denied = [r for r in permissions(role) if decide([DOCUMENTS[role]], r) is not Decision.ALLOWED]
+    assert denied == []
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_the_roles_allow_nothing_the_code_does_not_need(role: str) -> None:
+    granted = {a for s in DOCUMENTS[role]["Statement"] for a in listed(s["Action"])
+               if not a.startswith("kafka-cluster:")}  # Kafka's own authorizer checks these (MSK IAM)
+    needed = {r.action for r in permissions(role)} | {a for (r, a) in WITHOUT_A_CALL if r == role}
+    assert granted == needed
+
+
+def test_the_key_is_usable_only_through_dynamodb() -> None:
+    via = {"kms:ViaService": f"dynamodb.{REGION}.amazonaws.com"}
+    other_key = KEY.replace("1234abcd", "99999999")
+    for role in ROLES:
+        for action in KMS_FOR_WRITES:
+            assert decide([DOCUMENTS[role]], Request(action, KEY, via)) is Decision.ALLOWED
+            assert decide([DOCUMENTS[role]], Request(action, KEY)) is Decision.IMPLICIT_DENY
+            assert decide([DOCUMENTS[role]], Request(action, other_key, via)) is Decision.IMPLICIT_DENY

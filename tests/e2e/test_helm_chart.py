@@ -32,17 +32,20 @@ CHART = REPO / "helm" / "csvkafka"
 KUBE_VERSION = "1.34.0"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"}
 IRSA = "eks.amazonaws.com/role-arn"
-# prometheus-operator is not part of the stack: a schemaless stand-in of its CRD lets the API
-# server accept a ServiceMonitor and so validate everything else the chart renders with it.
-SERVICEMONITOR_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
-             "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor",
-                       "listKind": "ServiceMonitorList"},
-             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                 "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
-}
+
+
+def stand_in_crd(kind: str) -> dict[str, Any]:
+    """prometheus-operator is not part of the stack: a schemaless stand-in of one of its CRDs lets the
+    API server accept that kind and so validate everything else the chart renders with it."""
+    singular = kind.lower()
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{singular}s.monitoring.coreos.com"},
+        "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+                 "names": {"kind": kind, "plural": f"{singular}s", "singular": singular, "listKind": f"{kind}List"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+    }
 
 
 def run(*argv: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -100,21 +103,30 @@ def test_templated_crd_is_the_repository_crd(helm: str) -> None:
     assert rendered["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-10"
 
 
-VALUE_SETS = ("watch-all", "listed-namespaces-irsa", "servicemonitor-templated-crd", "worker-env")
+VALUE_SETS = ("release-namespace", "watch-all", "listed-namespaces-irsa", "monitoring-templated-crd", "worker-env")
+PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
 
 
 def value_sets(namespaces: list[str]) -> dict[str, dict[str, Any]]:
     release, team_a, team_b = namespaces
     return {
-        "watch-all": {},
+        "release-namespace": {},
+        "watch-all": {"watchAllNamespaces": True},
         "listed-namespaces-irsa": {
             "watchNamespaces": [team_a, team_b],
             "operator": {"serviceAccount": {"annotations": {IRSA: "arn:aws:iam::123456789012:role/csvkafka-operator"}}},
             "worker": {"serviceAccount": {"annotations": {IRSA: "arn:aws:iam::123456789012:role/csvkafka-worker"}}},
         },
-        "servicemonitor-templated-crd": {
+        "monitoring-templated-crd": {
             "crds": {"templated": True},
-            "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+            "watchAllNamespaces": True,
+            "networkPolicy": {"metricsFrom": [PROMETHEUS]},
+            "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+                        "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"},
+                                           "alertLabels": {"team": "data"}},
+                        "grafanaDashboard": {"enabled": True, "namespace": team_b,
+                                             "annotations": {"grafana_folder": "csvkafka"}}},
             "worker": {"serviceAccount": {"namespaces": [release, team_a]}},
         },
         "worker-env": {
@@ -127,34 +139,41 @@ def value_sets(namespaces: list[str]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def servicemonitor_crd(stack_env: dict[str, str]) -> Iterator[None]:
-    name = f"crd/{SERVICEMONITOR_CRD['metadata']['name']}"
-    existed = kubectl("get", name, check=False).returncode == 0
-    if not existed:
-        kubectl("create", "-f", "-", stdin=json.dumps(SERVICEMONITOR_CRD))
-        kubectl("wait", "--for=condition=Established", name)
+def prometheus_operator_crds(stack_env: dict[str, str]) -> Iterator[None]:
+    created = []
+    for crd in (stand_in_crd("ServiceMonitor"), stand_in_crd("PrometheusRule")):
+        name = f"crd/{crd['metadata']['name']}"
+        if kubectl("get", name, check=False).returncode != 0:
+            kubectl("create", "-f", "-", stdin=json.dumps(crd))
+            kubectl("wait", "--for=condition=Established", name)
+            created.append(name)
     yield
-    if not existed:
-        kubectl("delete", name)
+    if created:
+        kubectl("delete", *created)
 
 
 @pytest.mark.parametrize("case", VALUE_SETS)
-def test_rendered_chart_passes_server_dry_run(helm: str, restricted_namespaces: list[str], servicemonitor_crd: None,
-                                              case: str) -> None:
+def test_rendered_chart_passes_server_dry_run(helm: str, restricted_namespaces: list[str],
+                                              prometheus_operator_crds: None, case: str) -> None:
     values = value_sets(restricted_namespaces)[case]
     templated = values.get("crds", {}).get("templated", False)
     # Without the test hooks: admission looks the test Pod's ServiceAccount up, and a dry-run one is
     # not there. test_helm_test_passes runs that Pod for real, in a namespace that enforces restricted.
     manifests = render(helm, restricted_namespaces[0], values, "--skip-tests", *(["--skip-crds"] if templated else []))
-    applied = kubectl("apply", "--dry-run=server", "--server-side", "--field-manager=helm-e2e", "-f", "-",
-                      stdin=manifests)
+    # Forced: a dry run validates, and the stack's own `kubectl apply` of a changed CRD owns its fields.
+    applied = kubectl("apply", "--dry-run=server", "--server-side", "--force-conflicts", "--field-manager=helm-e2e",
+                      "-f", "-", stdin=manifests)
     # The namespaces warn on (and enforce) the restricted profile: even the Deployment's template passes.
     assert "PodSecurity" not in applied.stderr, applied.stderr
     kinds = {line.split()[0].split("/")[0] for line in applied.stdout.splitlines()}
     assert {"deployment.apps", "serviceaccount", "networkpolicy.networking.k8s.io"} <= kinds
-    if values.get("watchNamespaces"):
-        assert "role.rbac.authorization.k8s.io" in kinds
-        assert sum(line.startswith("clusterrole.") for line in applied.stdout.splitlines()) == 1  # discovery only
+    cluster_roles = sum(line.startswith("clusterrole.") for line in applied.stdout.splitlines())
+    if values.get("watchAllNamespaces"):
+        assert "role.rbac.authorization.k8s.io" not in kinds and cluster_roles == 2
+    else:
+        assert "role.rbac.authorization.k8s.io" in kinds and cluster_roles == 1  # discovery only
+    if values.get("metrics", {}).get("prometheusRule", {}).get("enabled"):
+        assert {"prometheusrule.monitoring.coreos.com", "servicemonitor.monitoring.coreos.com", "configmap"} <= kinds
 
 
 @pytest.fixture(scope="module")

@@ -53,13 +53,21 @@ app.kubernetes.io/managed-by: csvkafka-operator
 {{- end -}}
 {{- end -}}
 
+{{/* The namespaces the operator watches, as a JSON list: watchNamespaces, or the release's. */}}
+{{- define "csvkafka.watchedNamespaces" -}}
+{{- toJson (.Values.watchNamespaces | default (list .Release.Namespace)) -}}
+{{- end -}}
+
 {{/* Where imports live, as a JSON list: the watched namespaces, or when watching all, the
      namespaces the worker ServiceAccount is created in. */}}
 {{- define "csvkafka.importNamespaces" -}}
-{{- if .Values.watchNamespaces -}}
-{{- toJson .Values.watchNamespaces -}}
-{{- else -}}
+{{- if and .Values.watchAllNamespaces .Values.watchNamespaces -}}
+{{- fail "watchAllNamespaces: true watches every namespace: leave watchNamespaces empty, or set watchAllNamespaces: false" -}}
+{{- end -}}
+{{- if .Values.watchAllNamespaces -}}
 {{- toJson (.Values.worker.serviceAccount.namespaces | default (list .Release.Namespace)) -}}
+{{- else -}}
+{{- include "csvkafka.watchedNamespaces" . -}}
 {{- end -}}
 {{- end -}}
 

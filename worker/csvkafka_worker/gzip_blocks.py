@@ -1,0 +1,106 @@
+"""gzip read with rapidgzip, which reports where its deflate blocks start: the object's seek points.
+
+Python's zlib tells nothing of block boundaries; rapidgzip (a maintained C++ decoder) keeps a map
+of them, one every `chunk_bytes` of compressed data, as compressed bit offset → decompressed
+offset. Each one the output passes becomes a deflate seek point, its window cut from the output.
+rapidgzip reads a file object: `ForwardFile` serves it the forward stream of a ranged GET.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+from collections.abc import Generator, Iterator
+
+import rapidgzip
+
+from csvkafka_worker.decompress import DECODER_ERRORS, corrupt_as_bad_input
+from csvkafka_worker.seekpoints import History, Kind, SeekIndex, SeekPoint
+from csvkafka_worker.spec import Compression
+
+# rapidgzip's chunk: the distance between two seek points, in compressed bytes.
+CHUNK_BYTES = 4 * 1024 * 1024
+READ_BYTES = 1024 * 1024
+
+
+class ForwardFile(io.RawIOBase):
+    """A read-only file over a forward stream of chunks that are `size` bytes in all.
+
+    Reads go forward; the last `keep` bytes stay readable again (a decoder re-reads a little at
+    a block boundary); a seek anywhere only moves the position, so asking for the size (seek to the
+    end, tell) costs nothing. Reads come from rapidgzip's threads: one at a time.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], size: int, keep: int = 2 * CHUNK_BYTES) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._size = size
+        self._keep = keep
+        self._position = 0
+        self._buffer = bytearray()
+        self._buffer_start = 0
+        self._lock = threading.Lock()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        with self._lock:
+            if self._position < self._buffer_start:
+                raise OSError(f"read at byte {self._position}, before the {self._keep} bytes kept of a forward "
+                              "stream")
+            want = min(len(buffer), self._size - self._position)
+            while self._buffer_start + len(self._buffer) < self._position + want:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._buffer += chunk
+                self._trim(self._position)
+            start = self._position - self._buffer_start
+            data = self._buffer[start:start + want]
+            buffer[:len(data)] = data
+            self._position += len(data)
+            self._trim(self._position)
+            return len(data)
+
+    def _trim(self, position: int) -> None:
+        excess = min(position - self._keep - self._buffer_start, len(self._buffer))
+        if excess > 0:
+            del self._buffer[:excess]
+            self._buffer_start += excess
+
+
+def decompressed(chunks: Generator[bytes, None, None], size: int, at: SeekPoint, uri: str, index: SeekIndex,
+                 chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The decompressed stream of a gzip object from the member start `at` (`chunks` are its bytes from
+    there, `size` in all); the deflate blocks it passes go to `index`."""
+    history = History(at.offset)
+    pending: list[tuple[int, int]] = []  # (decompressed offset, compressed bit), not yet reached
+    known = at.offset  # the largest decompressed offset of a point seen
+    with contextlib.closing(chunks), \
+            corrupt_as_bad_input(Compression.GZIP, uri, (*DECODER_ERRORS, ValueError, RuntimeError)), \
+            rapidgzip.RapidgzipFile(ForwardFile(chunks, size), parallelization=1, chunk_size=chunk_bytes) as gz:
+        while chunk := gz.read(READ_BYTES):
+            end = history.offset + len(chunk)
+            if not pending and end > known:
+                for bit, offset in sorted(gz.available_block_offsets().items()):
+                    if at.offset + offset > known and bit < 8 * size:
+                        pending.append((at.offset + offset, at.bit + bit))
+                        known = at.offset + offset
+            while pending and pending[0][0] <= end:
+                offset, bit = pending.pop(0)
+                index.add(SeekPoint(Kind.DEFLATE, bit, offset, history.window_at(offset, chunk)))
+            history.append(chunk)
+            yield chunk

@@ -51,8 +51,9 @@ class CheckpointStore:
                 raise BadInput(f"DynamoDB table {self.table!r} does not exist; create it (partition key job_id, "
                                "type S) or fix checkpoint.table", reason=Reason.CHECKPOINT_TABLE_NOT_FOUND) from error
             if code in ("AccessDeniedException", "UnrecognizedClientException"):
-                raise BadInput(f"access to DynamoDB table {self.table!r} is denied ({code}); grant the worker's "
-                               "role dynamodb:GetItem/PutItem/UpdateItem on it",
+                denied = error.response.get("Error", {}).get("Message") or code  # AWS's names the action
+                raise BadInput(f"access to DynamoDB table {self.table!r} is denied: {denied}; grant the worker's "
+                               "role that permission (terraform/irsa.tf)",
                                reason=Reason.CHECKPOINT_ACCESS_DENIED) from error
             raise
         except BotoCoreError as error:

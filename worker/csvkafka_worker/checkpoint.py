@@ -51,6 +51,9 @@ class Checkpoint:
     plan_transfer: str | None = None
     range_start: int | None = None
     range_end: int | None = None
+    # Compressed objects: the last seek point at or below byte_offset (seekpoints.SeekPoint.encode: its
+    # compressed bit, decompressed offset and window), where a resume starts its ranged GET.
+    seek_point: str | None = None
     # Lease: the worker that may advance this checkpoint, and until when (epoch seconds).
     owner: str | None = None
     lease_expires: float | None = None
@@ -66,7 +69,7 @@ class Checkpoint:
 _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_lettered", "rows_skipped",
             "bytes_total", "started_at", "range_start", "range_end")
 _FLOATS = ("rows_per_second", "lease_expires")
-_STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id", "plan_transfer")
+_STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id", "plan_transfer", "seek_point")
 
 
 def to_item(cp: Checkpoint) -> dict[str, dict[str, str]]:

@@ -16,11 +16,11 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from csvkafka_worker import decompress, positions, shards
+from csvkafka_worker import decompress, entry, positions, shards
 from csvkafka_worker.checkpoint import Checkpoint, CheckpointPolicy, State, shard_job_id
 from csvkafka_worker.encode import BadRecord, RecordBlock, describe
 from csvkafka_worker.engine import RECORD_OVERHEAD, Engine, SendPlan, choose, first_boundary
@@ -31,6 +31,7 @@ from csvkafka_worker.options import RunOptions
 from csvkafka_worker.preamble import Preamble, read_preamble
 from csvkafka_worker.progress import Progress, Snapshot
 from csvkafka_worker.records import Dialect, RecordTooLarge
+from csvkafka_worker.seekpoints import SeekIndex, SeekPoint
 from csvkafka_worker.sink import KafkaSink
 from csvkafka_worker.source import ObjectInfo, RangedReader, head
 from csvkafka_worker.spec import BadRowAction, Compression, Delivery, ImportSpec, ValueFormat
@@ -95,6 +96,9 @@ class Importer:
         self.dialect = Dialect.of(spec.source.csv)
         self.engine, self._engine_why = choose(run.engine, self.dialect, spec.source.csv.encoding)
         self.sink: KafkaSink | None = None
+        # Seek points the read passes, for checkpoints; the object's bytes fetched by the streaming pass.
+        self.seek_index = SeekIndex()
+        self.bytes_fetched = 0
         self._waiting_logged = False
 
     def _wait_unless_stopped(self, seconds: float) -> None:
@@ -172,23 +176,40 @@ class Importer:
             range_start=span.start,
             bytes_total=min(span.end, info.size) - span.start if compression is Compression.NONE else None)
         self.metrics.serve(self.run_options.metrics_port)
+        point = self._seek_point(checkpoint, info, start.offset)
         self.progress.event("start", source=info.uri, etag=info.etag, size=info.size, compression=compression.value,
                             row=start.row, offset=start.offset, delivery=self.spec.delivery.value,
-                            engine=self.engine.name, engine_reason=self._engine_why)
+                            engine=self.engine.name, engine_reason=self._engine_why,
+                            read_from=entry.description(compression, point, start.offset, start.row > 0))
         stream = Stream(self, info, self.sink, preamble, span, start, counts)
-        return stream.run(self._chunks(info, compression, start.offset, span.end))
+        return stream.run(self._chunks(info, compression, start.offset, span.end, point))
 
     # -- pieces ----------------------------------------------------------------------------------
 
     def _client_id(self) -> str:
         return f"csvkafka-{self.job_id}"[:200]
 
-    def _chunks(self, info: ObjectInfo, compression: Compression, offset: int, end: int) -> Iterator[bytes]:
+    def _chunks(self, info: ObjectInfo, compression: Compression, offset: int, end: int,
+                point: SeekPoint = decompress.START) -> Iterator[bytes]:
+        """The (decompressed) stream from `offset` to `end`; a compressed one from `point` at or below `offset`."""
         reader = RangedReader(self.s3, info, range_bytes=self.run_options.range_bytes)
         if compression is Compression.NONE:
             return _pieces(reader.chunks(offset, end), BLOCK_BYTES)
-        raw = decompress.decompressed(reader.chunks(0), compression, info.uri)
-        return _pieces(decompress.skip(raw, offset), BLOCK_BYTES)
+        raw = entry.entered(lambda byte: self._counted(reader.chunks(byte)), info.size, compression, info.uri,
+                            point, self.seek_index)
+        return _pieces(decompress.skip(raw, offset - point.offset), BLOCK_BYTES)
+
+    def _counted(self, chunks: Iterator[bytes]) -> Generator[bytes, None, None]:
+        for chunk in chunks:
+            self.bytes_fetched += len(chunk)
+            yield chunk
+
+    def _seek_point(self, claimed: Checkpoint, info: ObjectInfo, offset: int) -> SeekPoint:
+        """The claimed checkpoint's seek point if it is of this object and at or below `offset`, else the start."""
+        point = SeekPoint.decode(claimed.seek_point) if claimed.seek_point else None
+        if point is None or claimed.source_etag != info.etag or point.offset > offset:
+            return decompress.START
+        return point
 
     def _read_start(self, info: ObjectInfo) -> tuple[Compression, Preamble]:
         """The object's compression (from its first bytes) and its preamble, from one read of its start."""
@@ -405,7 +426,10 @@ class Stream:
         progress = {"last_line": position.row, "byte_offset": position.offset, "total_sent": counts.sent,
                     "rows_dead_lettered": counts.dead_lettered, "rows_skipped": counts.skipped,
                     "rows_per_second": round(self.imp.progress.rows_per_second, 1)}
-        saved = checkpoints.release(state, message, reason, **progress) if release else checkpoints.save(**progress)
+        point = self.imp.seek_index.best(position.offset)
+        seek = {"seek_point": point.encode()} if point is not None else {}
+        saved = (checkpoints.release(state, message, reason, **progress, **seek) if release
+                 else checkpoints.save(**progress, **seek))
         self.last_checkpoint = time.monotonic()
         self.rows_at_checkpoint = self.row
         # Progress counts the bytes of this import's range (the data rows of the object, or the shard).
@@ -426,7 +450,7 @@ class Stream:
         counts = self.watermark.delivered
         self.imp.progress.event("finish", state=state.value, rows_read=final.last_line, rows_sent=counts.sent,
                                 rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,
-                                offset=final.byte_offset, engine=self.engine.name)
+                                offset=final.byte_offset, engine=self.engine.name, bytes_fetched=self.imp.bytes_fetched)
         return Outcome(state, final)
 
 

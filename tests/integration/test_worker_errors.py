@@ -176,8 +176,10 @@ def test_scram_over_tls_imports(put: Any, kafka_topic: str, checkpoint_table: st
 def test_unreachable_s3_is_an_infrastructure_failure(kafka_topic: str, checkpoint_table: str,
                                                      bootstrap_servers: str) -> None:
     code, message = error_of(worker_args(source="s3://bucket-x/in.csv", bootstrap=bootstrap_servers,
-                                         topic=kafka_topic, table=checkpoint_table, job_id="j"),
-                             env={"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_MAX_ATTEMPTS": "2"})
+                                         topic=kafka_topic, table=checkpoint_table, job_id="j",
+                                         extra=["--s3-retry-seconds", "2"]),
+                             env={"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1"})
     assert code == ExitCode.INFRASTRUCTURE
-    assert message.startswith("S3 endpoint unreachable for s3://bucket-x/in.csv")
+    assert message.startswith("S3 failed HEAD s3://bucket-x/in.csv ")
+    assert "its retry budget of 2s is spent (last error: Could not connect to the endpoint URL" in message
     assert os.environ["AWS_ENDPOINT_URL"] != "http://127.0.0.1:1"

@@ -40,7 +40,17 @@ def test_msk_iam_signs_a_token_for_kafka_cluster_connect(monkeypatch: pytest.Mon
 
 def test_user_properties_override_the_throughput_defaults() -> None:
     sink = SinkSpec(bootstrap_servers="b:9092", topic="t", producer={"linger.ms": "5", "acks": "all"})
-    config = producer_config(sink, "client", transactional_id("bucket/key->t#0/2"))
+    config = producer_config(sink, "client", transactional_id("bucket/key->t#0/2"), 120)
     assert config["linger.ms"] == "5" and config["enable.idempotence"] is True
     assert config["transactional.id"] == "csvkafka-bucket_key-_t_0_2"
     assert config["transaction.timeout.ms"] >= config["message.timeout.ms"]
+
+
+@pytest.mark.parametrize(("budget", "message_ms", "transaction_ms"), [(120, 120_000, 120_000), (5, 5_000, 60_000),
+                                                                      (900, 900_000, 900_000)])
+def test_a_rows_delivery_timeout_is_the_kafka_retry_budget(budget: float, message_ms: int,
+                                                           transaction_ms: int) -> None:
+    # A transaction spans a checkpoint interval, so it never times out sooner than a minute.
+    config = producer_config(SinkSpec(bootstrap_servers="b:9092", topic="t"), "c", "csvkafka-j", budget)
+    assert (config["message.timeout.ms"], config["transaction.timeout.ms"]) == (message_ms, transaction_ms)
+    assert "transaction.timeout.ms" not in producer_config(SinkSpec(bootstrap_servers="b", topic="t"), "c", None, 5)

@@ -26,6 +26,7 @@ from csvkafka_worker.errors import ConfigError, StoppedWhileWaiting, WorkerError
 from csvkafka_worker.exit_codes import ExitCode
 from csvkafka_worker.options import add_flags, parse
 from csvkafka_worker.progress import log_line
+from csvkafka_worker.seekpoints import described
 
 
 def register(subparsers: Any) -> None:
@@ -71,8 +72,8 @@ def run_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
     try:
-        importer = Importer(spec, run_options, s3=s3_client(), dynamodb=dynamodb_client(), owner=worker_identity(),
-                            stop=stop)
+        importer = Importer(spec, run_options, s3=s3_client(spec.retry.s3_seconds),
+                            dynamodb=dynamodb_client(spec.retry.dynamodb_seconds), owner=worker_identity(), stop=stop)
     except WorkerError as error:
         return _fail(error, spec.job_id)
     try:
@@ -98,13 +99,17 @@ def _fail(error: WorkerError, job_id: str) -> int:
 
 
 def checkpoint_command(args: argparse.Namespace) -> int:
+    from csvkafka_worker.retry import Backoff, Retrier, Service
+    from csvkafka_worker.spec import RetrySpec
     from csvkafka_worker.store import CheckpointStore, dynamodb_client
 
     if not args.table or not args.job_id:
         return _fail(ConfigError("checkpoint needs --table (DYNAMODB_TABLE) and --job-id (JOB_ID)"), "unknown")
     index, _, count = args.shard.partition("/")
     job_id = shard_job_id(args.job_id, int(index), int(count or 1))
-    store = CheckpointStore(dynamodb_client(), args.table, job_id, owner=worker_identity(), lease_seconds=0)
+    budget = RetrySpec().dynamodb_seconds
+    store = CheckpointStore(dynamodb_client(budget), args.table, job_id, owner=worker_identity(), lease_seconds=0,
+                            retrier=Retrier(Service.DYNAMODB, Backoff(budget)))
     try:
         if args.action == "show":
             current = store.load()
@@ -133,6 +138,8 @@ def _describe(cp: Checkpoint) -> dict[str, Any]:
     out = {k: v for k, v in cp.__dict__.items() if v is not None}
     out["state"] = cp.state.value
     out["next_row"] = cp.last_line + 1
+    if cp.seek_point:
+        out["seek_point"] = described(cp.seek_point)
     return out
 
 

@@ -31,9 +31,10 @@ from csvkafka_worker.options import RunOptions
 from csvkafka_worker.preamble import Preamble, read_preamble
 from csvkafka_worker.progress import Progress, Snapshot
 from csvkafka_worker.records import Dialect, RecordTooLarge
+from csvkafka_worker.retry import Backoff, Retrier, Service
 from csvkafka_worker.seekpoints import SeekIndex, SeekPoint
 from csvkafka_worker.sink import KafkaSink
-from csvkafka_worker.source import ObjectInfo, RangedReader, head
+from csvkafka_worker.source import ObjectInfo, RangedReader, SourceChanged, head
 from csvkafka_worker.spec import BadRowAction, Compression, Delivery, ImportSpec, ValueFormat
 from csvkafka_worker.store import CheckpointStore
 from csvkafka_worker.triage import Triage, triage
@@ -86,11 +87,14 @@ class Importer:
         self.s3 = s3
         self.stop = stop
         self.job_id = shard_job_id(spec.job_id, run.shard_index, run.shard_count)
+        self.metrics = Metrics(self.job_id)
+        self.s3_retrier = Retrier(Service.S3, Backoff(spec.retry.s3_seconds), self.metrics)
         store = CheckpointStore(dynamodb, spec.checkpoint.table, self.job_id, owner=owner,
-                                lease_seconds=spec.checkpoint.lease_seconds, sleep=self._wait_unless_stopped)
+                                lease_seconds=spec.checkpoint.lease_seconds,
+                                retrier=Retrier(Service.DYNAMODB, Backoff(spec.retry.dynamodb_seconds), self.metrics),
+                                sleep=self._wait_unless_stopped)
         self.checkpoints = Checkpoints(store)
         self.progress = progress or Progress(self.job_id, run.progress)
-        self.metrics = Metrics(self.job_id)
         self.positions_topic = positions_topic
         self.exactly_once = spec.delivery is Delivery.EXACTLY_ONCE
         self.dialect = Dialect.of(spec.source.csv)
@@ -113,7 +117,8 @@ class Importer:
     # -- the whole run ---------------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        info = head(self.s3, self.spec.source.bucket, self.spec.source.key)
+        self.metrics.serve(self.run_options.metrics_port)
+        info = head(self.s3, self.spec.source.bucket, self.spec.source.key, self.s3_retrier)
         self.checkpoints.claim()
         try:
             return self._run_claimed(info)
@@ -144,9 +149,10 @@ class Importer:
         if checkpoint.state is State.COMPLETED and checkpoint.source_etag in (None, info.etag):
             self.progress.event("already-complete", row=checkpoint.last_line, sent=checkpoint.total_sent)
             return Outcome(State.COMPLETED, self.checkpoints.release(State.COMPLETED, checkpoint.message))
-        if checkpoint.source_etag not in (None, info.etag) and checkpoint.last_line > 0:
-            raise BadInput(f"{info.uri} changed since this import started (ETag {checkpoint.source_etag} → "
-                           f"{info.etag}); reset the import to load the new version", reason=Reason.SOURCE_CHANGED)
+        # A pass that began (a run id) may have delivered rows of the old version: never continue it
+        # on the new one.
+        if checkpoint.source_etag not in (None, info.etag) and (checkpoint.last_line > 0 or checkpoint.run_id):
+            raise SourceChanged(info.uri, checkpoint.source_etag, info.etag)
 
         compression, preamble = self._read_start(info)
         shards.check_shardable(self.run_options.shard_count, compression is not Compression.NONE)
@@ -154,7 +160,9 @@ class Importer:
         if self.spec.bad_rows.action is BadRowAction.DEAD_LETTER and self.spec.bad_rows.dead_letter_topic:
             sink_topics.append(self.spec.bad_rows.dead_letter_topic)
         self.sink = KafkaSink(self.spec.sink, self._client_id(),
-                              transactional_id(self.job_id) if self.exactly_once else None, self.engine)
+                              transactional_id(self.job_id) if self.exactly_once else None, self.engine,
+                              budget=self.spec.retry.kafka_seconds,
+                              on_throttle=lambda: self.metrics.throttled(Service.KAFKA))
         self.sink.check(sink_topics)
 
         # The run id is stored before anything is produced, so that a crash at any later point
@@ -165,9 +173,10 @@ class Importer:
         span = self._shard_range(info, preamble)
         start, counts = self._start_position(info, compression, span)
         if self.exactly_once:
-            positions.ensure_topic(self.spec.sink, self.positions_topic, self._client_id())
+            budget = self.spec.retry.kafka_seconds
+            positions.ensure_topic(self.spec.sink, self.positions_topic, self._client_id(), budget)
             committed = positions.read_committed_position(self.spec.sink, self.positions_topic, self.job_id,
-                                                          self._client_id())
+                                                          self._client_id(), budget)
             if committed is not None and committed.run_id == self.checkpoints.current.run_id:
                 start, counts = committed.position, committed.counts
 
@@ -175,7 +184,6 @@ class Importer:
         self.checkpoints.current = self.checkpoints.current.advanced(
             range_start=span.start,
             bytes_total=min(span.end, info.size) - span.start if compression is Compression.NONE else None)
-        self.metrics.serve(self.run_options.metrics_port)
         point = self._seek_point(checkpoint, info, start.offset)
         self.progress.event("start", source=info.uri, etag=info.etag, size=info.size, compression=compression.value,
                             row=start.row, offset=start.offset, delivery=self.spec.delivery.value,
@@ -192,7 +200,7 @@ class Importer:
     def _chunks(self, info: ObjectInfo, compression: Compression, offset: int, end: int,
                 point: SeekPoint = decompress.START) -> Iterator[bytes]:
         """The (decompressed) stream from `offset` to `end`; a compressed one from `point` at or below `offset`."""
-        reader = RangedReader(self.s3, info, range_bytes=self.run_options.range_bytes)
+        reader = RangedReader(self.s3, info, self.s3_retrier, range_bytes=self.run_options.range_bytes)
         if compression is Compression.NONE:
             return _pieces(reader.chunks(offset, end), BLOCK_BYTES)
         raw = entry.entered(lambda byte: self._counted(reader.chunks(byte)), info.size, compression, info.uri,
@@ -213,7 +221,8 @@ class Importer:
 
     def _read_start(self, info: ObjectInfo) -> tuple[Compression, Preamble]:
         """The object's compression (from its first bytes) and its preamble, from one read of its start."""
-        raw = RangedReader(self.s3, info, range_bytes=256 * 1024, piece_bytes=64 * 1024, prefetch=1).chunks(0)
+        raw = RangedReader(self.s3, info, self.s3_retrier, range_bytes=256 * 1024, piece_bytes=64 * 1024,
+                           prefetch=1).chunks(0)
         first = next(raw, b"")
         compression = decompress.detect(info.key, first, self.spec.source.compression)
         stream = decompress.decompressed(itertools.chain([first], raw), compression, info.uri)
@@ -234,7 +243,7 @@ class Importer:
             return shards.ShardRange(preamble.data_start, _UNBOUNDED)
         if cp.range_start is not None and cp.range_end is not None:
             return shards.ShardRange(cp.range_start, cp.range_end)
-        scanner = RangedReader(self.s3, info, range_bytes=16 * 1024 * 1024, prefetch=2)
+        scanner = RangedReader(self.s3, info, self.s3_retrier, range_bytes=16 * 1024 * 1024, prefetch=2)
         max_record = self.spec.source.csv.max_record_bytes
 
         def boundary(chunks: Iterator[bytes], state: Any, remaining: int) -> int:
@@ -340,11 +349,20 @@ class Stream:
                                f"{error.limit} bytes: a quote left open, or a row larger than any Kafka record; fix "
                                "the quoting there, or raise source.csv.maxRecordBytes", reason=Reason.BAD_INPUT)
             # The rows before it are delivered and checkpointed; the import stops there.
-            self.finish(State.FAILED, timeout=60, message=str(failure), reason=failure.reason)
+            self.finish(State.FAILED, message=str(failure), reason=failure.reason)
             raise failure from error
+        except (SourceChanged, Infrastructure) as error:
+            if error.reason not in (Reason.SOURCE_CHANGED, Reason.S3_UNAVAILABLE):
+                raise
+            # The source stopped (overwritten, or S3 gone past its budget): the rows read before are
+            # delivered and checkpointed, unless Kafka or DynamoDB fail too (the source's error is the
+            # one to report either way).
+            with contextlib.suppress(WorkerError):
+                self.finish(State.FAILED, message=str(error), reason=error.reason)
+            raise
         if interrupted:
             return self.finish(State.INTERRUPTED, timeout=max(1.0, self.imp.run_options.shutdown_timeout - 5))
-        return self.finish(State.COMPLETED, timeout=300)
+        return self.finish(State.COMPLETED)
 
     # -- one block -------------------------------------------------------------------------------
 
@@ -385,7 +403,7 @@ class Stream:
             error = BadInput(f"row {self.row + 1} (byte offset {block.start + block.record_start(bad.index)}) of "
                              f"{self.info.uri}: {reasons[bad.index]}; fix the file, or set badRows.action to skip or "
                              "dead-letter", reason=Reason.BAD_INPUT)
-            self.finish(State.FAILED, timeout=60, message=str(error), reason=error.reason)
+            self.finish(State.FAILED, message=str(error), reason=error.reason)
             raise error
         if verdict.over_limit:
             limit = self.spec.bad_rows.max_bad_rows
@@ -399,9 +417,7 @@ class Stream:
     def observe(self) -> None:
         delivered = self.watermark.delivered
         self.imp.metrics.observe(Totals(rows_read=self.row, rows_sent=delivered.sent, rows_bad=self.bad_rows,
-                                        bytes_read=self.bytes_read),
-                                 checkpoint_age=time.monotonic() - self.last_checkpoint,
-                                 queue_depth=self.sink.queued())
+                                        bytes_read=self.bytes_read), queue_depth=self.sink.queued())
 
     def maybe_checkpoint(self) -> None:
         self.observe()
@@ -410,8 +426,9 @@ class Stream:
 
     def checkpoint(self, state: State, message: str | None = None, release: bool = False,
                    reason: str | None = None) -> Checkpoint:
-        if self.sink.transactional and not self.sink.flush(120):
-            raise Infrastructure("Kafka did not acknowledge the transaction's rows within 120s",
+        if self.sink.transactional and not self.sink.flush():
+            raise Infrastructure(f"Kafka did not acknowledge the transaction's rows within its retry budget "
+                                 f"({self.sink.budget:g}s); check the brokers, or raise retry.kafkaSeconds",
                                  reason=Reason.KAFKA_UNREACHABLE)
         failures = self.watermark.failures()
         if failures:
@@ -431,6 +448,7 @@ class Stream:
         saved = (checkpoints.release(state, message, reason, **progress, **seek) if release
                  else checkpoints.save(**progress, **seek))
         self.last_checkpoint = time.monotonic()
+        self.imp.metrics.checkpointed()
         self.rows_at_checkpoint = self.row
         # Progress counts the bytes of this import's range (the data rows of the object, or the shard).
         snap = Snapshot(self.row, counts.sent, counts.dead_lettered + counts.skipped,
@@ -441,16 +459,19 @@ class Stream:
             self.sink.begin()
         return saved
 
-    def finish(self, state: State, *, timeout: float, message: str | None = None,
+    def finish(self, state: State, *, timeout: float | None = None, message: str | None = None,
                reason: str | None = None) -> Outcome:
+        """Flushes (within `timeout`, by default the Kafka budget) and releases the checkpoint in `state`."""
         if not self.sink.flush(timeout):
-            raise Infrastructure(f"Kafka did not acknowledge all rows within {timeout:.0f}s of the end; the import "
+            waited = self.sink.budget + 10 if timeout is None else timeout
+            raise Infrastructure(f"Kafka did not acknowledge all rows within {waited:.0f}s of the end; the import "
                                  "resumes from its last checkpoint", reason=Reason.KAFKA_UNREACHABLE)
         final = self.checkpoint(state, message, release=True, reason=reason)
         counts = self.watermark.delivered
         self.imp.progress.event("finish", state=state.value, rows_read=final.last_line, rows_sent=counts.sent,
                                 rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,
-                                offset=final.byte_offset, engine=self.engine.name, bytes_fetched=self.imp.bytes_fetched)
+                                offset=final.byte_offset, engine=self.engine.name, bytes_fetched=self.imp.bytes_fetched,
+                                retries=dict(self.imp.metrics.retries), throttled=dict(self.imp.metrics.throttles))
         return Outcome(state, final)
 
 

@@ -11,7 +11,8 @@ from typing import Any
 from csvkafka_worker.spec import AuthMechanism, AuthSpec, SinkSpec
 
 # Tuned for bulk loading: large, lz4-compressed batches, a bounded in-memory queue (the worker's
-# memory budget), idempotence so that retries never duplicate or reorder.
+# memory budget), idempotence so that retries never duplicate or reorder. How long a row may wait
+# for its acknowledgement (message.timeout.ms) is the Kafka retry budget.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -21,9 +22,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
     "queue.buffering.max.messages": 100_000,
     "queue.buffering.max.kbytes": 16_384,
-    "message.timeout.ms": 120_000,
     "socket.keepalive.enable": True,
 }
+# The shortest transaction timeout: a transaction lasts a checkpoint interval, whatever the budget.
+MIN_TRANSACTION_MS = 60_000
 
 
 def security(auth: AuthSpec) -> dict[str, Any]:
@@ -63,11 +65,15 @@ def client_base(sink: SinkSpec, client_id: str) -> dict[str, Any]:
     return {"bootstrap.servers": sink.bootstrap_servers, "client.id": client_id, **security(sink.auth)}
 
 
-def producer_config(sink: SinkSpec, client_id: str, transactional_id: str | None) -> dict[str, Any]:
-    config = {**client_base(sink, client_id), **PRODUCER_DEFAULTS}
+def producer_config(sink: SinkSpec, client_id: str, transactional_id: str | None, budget_seconds: float
+                    ) -> dict[str, Any]:
+    """The producer's settings; sink.producer overrides them (those that weaken delivery are refused
+    by the spec, producer_guard.py)."""
+    timeout_ms = int(budget_seconds * 1000)
+    config = {**client_base(sink, client_id), **PRODUCER_DEFAULTS, "message.timeout.ms": timeout_ms}
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
-        config["transaction.timeout.ms"] = PRODUCER_DEFAULTS["message.timeout.ms"]
+        config["transaction.timeout.ms"] = max(timeout_ms, MIN_TRANSACTION_MS)
     config.update(sink.producer)
     return config
 

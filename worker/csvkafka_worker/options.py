@@ -94,6 +94,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag("on-bad-row", "badRows.action", "what to do with a bad row", choices=_values(BadRowAction)),
     Flag("dead-letter-topic", "badRows.deadLetterTopic", "topic for bad rows (with --on-bad-row dead-letter)"),
     Flag("max-bad-rows", "badRows.maxBadRows", "fail once more rows than this are bad", kind="int"),
+    Flag("s3-retry-seconds", "retry.s3Seconds", "how long S3 may keep failing before the worker exits 75 "
+         "(default 120)", kind="float"),
+    Flag("dynamodb-retry-seconds", "retry.dynamodbSeconds", "... DynamoDB, throttling included (default 120)",
+         kind="float"),
+    Flag("kafka-retry-seconds", "retry.kafkaSeconds", "... Kafka: a row's delivery timeout (default 120)",
+         kind="float"),
     Flag("shard", "run.shard", "this worker's shard of the object, as INDEX/COUNT (default 0/1)",
          env="CSVKAFKA_SHARD"),
     Flag("metrics-port", "run.metrics_port", "serve Prometheus metrics on this port (0: off)", kind="int"),

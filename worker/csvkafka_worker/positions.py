@@ -45,14 +45,14 @@ class PositionRecord:
                           skipped=raw.get("skipped", 0)), raw.get("run_id"))
 
 
-def ensure_topic(sink: SinkSpec, topic: str, client_id: str) -> None:
+def ensure_topic(sink: SinkSpec, topic: str, client_id: str, timeout: float) -> None:
     admin = AdminClient(client_base(sink, client_id))
-    if topic in admin.list_topics(timeout=20).topics:
+    if topic in admin.list_topics(timeout=timeout).topics:
         return
     new = NewTopic(topic, num_partitions=1, replication_factor=-1,
                    config={"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"})
     try:
-        admin.create_topics([new])[topic].result(30)
+        admin.create_topics([new])[topic].result(timeout)
     except KafkaException as error:
         if "TOPIC_ALREADY_EXISTS" not in str(error):
             raise Infrastructure(f"cannot create the positions topic {topic!r} for exactly-once delivery "
@@ -61,7 +61,7 @@ def ensure_topic(sink: SinkSpec, topic: str, client_id: str) -> None:
 
 
 def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: str,
-                            timeout: float = 30) -> PositionRecord | None:
+                            timeout: float) -> PositionRecord | None:
     consumer = Consumer({**client_base(sink, client_id), "group.id": f"csvkafka-reader-{uuid.uuid4().hex}",
                          "isolation.level": "read_committed", "enable.auto.commit": False,
                          "enable.partition.eof": True, "fetch.wait.max.ms": 10})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -28,16 +28,25 @@ AUTH_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED
 # delivery reports: the queue counts delivered messages until their reports are served (in C: the
 # native rows' reports need no Python), so waiting longer only idles.
 QUEUE_WAIT = 0.002
+# How long the brokers may take to answer at start: one that never answered is more likely a wrong
+# address than an outage, and the Job retries all the same.
+START_SECONDS = 20.0
 
 
 class KafkaSink:
-    def __init__(self, sink: SinkSpec, client_id: str, transactional_id: str | None, engine: Engine) -> None:
+    """Every wait is bounded by the Kafka retry budget (`budget`, seconds): a row's delivery timeout
+    (message.timeout.ms) is the budget, so a flush ends by then, and so do transaction calls."""
+
+    def __init__(self, sink: SinkSpec, client_id: str, transactional_id: str | None, engine: Engine, *,
+                 budget: float, on_throttle: Callable[[], None]) -> None:
         self.spec = sink
         self.transactional = transactional_id is not None
-        config = producer_config(sink, client_id, transactional_id)
+        self.budget = budget
+        config = producer_config(sink, client_id, transactional_id, budget)
         self.max_message_bytes = int(config.get("message.max.bytes", 1_000_000))
         self._errors: list[KafkaError] = []
         config["error_cb"] = self._errors.append
+        config["throttle_cb"] = lambda _event: on_throttle()
         settings, bind = engine.producer_settings()
         config.update(settings)
         try:
@@ -48,12 +57,12 @@ class KafkaSink:
         self.sender = bind(self.producer)
         self._in_transaction = False
 
-    def check(self, topics: Sequence[str], timeout: float = 20.0) -> None:
+    def check(self, topics: Sequence[str]) -> None:
         """Fails fast, with the fix in the message, when the brokers or a topic are not usable; then
         makes the producer ready for transactions (exactly-once mode)."""
         where = f"Kafka at {self.spec.bootstrap_servers}"
         try:
-            metadata = self.producer.list_topics(timeout=timeout)
+            metadata = self.producer.list_topics(timeout=min(self.budget, START_SECONDS))
         except KafkaException as error:
             self.producer.poll(0)
             for seen in self._errors:
@@ -70,7 +79,7 @@ class KafkaSink:
                                f"--topic {topic}) or fix the topic name", reason=Reason.TOPIC_NOT_FOUND)
         if self.transactional:
             try:
-                self.producer.init_transactions(60)
+                self.producer.init_transactions(self.budget)
             except KafkaException as error:
                 raise Infrastructure(f"initialising transactions on {self.spec.bootstrap_servers} failed: "
                                      f"{error.args[0].str()}", reason=Reason.KAFKA_UNREACHABLE) from error
@@ -104,18 +113,19 @@ class KafkaSink:
     def queued(self) -> int:
         return len(self.producer)
 
-    def flush(self, timeout: float) -> bool:
-        """Waits for every delivery report; False if some are still missing at the deadline."""
-        deadline = time.monotonic() + timeout
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits for every delivery report; False if some are still missing at the deadline (by default
+        the budget and a little: every row is acknowledged or has failed by then)."""
+        deadline = time.monotonic() + (self.budget + 10 if timeout is None else timeout)
         while len(self.producer) > 0 and time.monotonic() < deadline:
             self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
         return len(self.producer) == 0
 
-    def commit(self, positions_topic: str, job_id: str, record: PositionRecord, timeout: float = 60) -> None:
+    def commit(self, positions_topic: str, job_id: str, record: PositionRecord) -> None:
         """Writes the position into the open transaction and commits both (exactly-once mode)."""
         self.producer.produce(positions_topic, record.encode(), job_id.encode())
         try:
-            self.producer.commit_transaction(timeout)
+            self.producer.commit_transaction(self.budget)
         except KafkaException as error:
             kafka_error = error.args[0]
             if kafka_error.code() == KafkaError._FENCED or "fenced" in kafka_error.str().lower():
@@ -129,7 +139,7 @@ class KafkaSink:
         if self.transactional and self._in_transaction:
             # If the abort fails, the transaction times out on the broker all the same.
             with contextlib.suppress(KafkaException):
-                self.producer.abort_transaction(30)
+                self.producer.abort_transaction(min(30.0, self.budget))
             self._in_transaction = False
 
     def close(self) -> None:

@@ -3,8 +3,9 @@
 A background thread streams each range's body in pieces of `piece_bytes` into a queue while the
 caller works, so network and CPU overlap; memory stays constant whatever the object's size (at most
 `prefetch` pieces wait in the queue). Ranges are large (one GET per `range_bytes`: fewer requests,
-less per-request latency); each GET is retried by botocore on throttling and transient errors, and
-a range whose body breaks off is re-requested from where it broke off.
+less per-request latency); a GET that fails, is throttled or whose body breaks off is requested
+again from where it broke off, within the S3 retry budget (retry.py). Every GET names the ETag seen
+at the start (If-Match): an object overwritten during the import is never read half old, half new.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from csvkafka_worker import aws
 from csvkafka_worker.errors import BadInput, Infrastructure, Reason
+from csvkafka_worker.retry import Retrier
 
 
 @dataclass(frozen=True)
@@ -32,40 +35,45 @@ class ObjectInfo:
         return f"s3://{self.bucket}/{self.key}"
 
 
-def s3_client() -> Any:
-    import boto3
-    from botocore.config import Config
+class SourceChanged(BadInput):
+    """The object's ETag is no longer the one this import started with."""
 
-    config = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=10, read_timeout=60,
-                    max_pool_connections=8)
-    return boto3.client("s3", config=config)
+    def __init__(self, uri: str, etag: str, now: str | None = None) -> None:
+        seen = f"ETag {etag} → {now}" if now else f"ETag is no longer {etag}"
+        super().__init__(f"{uri} was overwritten since this import started ({seen}); the rows delivered so far "
+                         "are in the checkpoint. Reset the import to load the new version (kubectl csvimport "
+                         "reset, or csvkafka checkpoint delete), or restore the old version",
+                         reason=Reason.SOURCE_CHANGED)
 
 
-def head(client: Any, bucket: str, key: str) -> ObjectInfo:
+def s3_client(budget: float) -> Any:
+    return aws.client("s3", budget, connect=10, read=60, max_pool_connections=8)
+
+
+def head(client: Any, bucket: str, key: str, retrier: Retrier) -> ObjectInfo:
     try:
-        response = client.head_object(Bucket=bucket, Key=key)
+        response = retrier.call(lambda: client.head_object(Bucket=bucket, Key=key), aws.transient,
+                                f"HEAD s3://{bucket}/{key}")
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
+        code = aws.error_code(error)
         if code in ("404", "NoSuchKey", "NotFound"):
             raise BadInput(f"source object s3://{bucket}/{key} does not exist; check source.uri "
                            "(bucket, key, and the region of the bucket)", reason=Reason.SOURCE_NOT_FOUND) from error
         if code in ("403", "AccessDenied", "Forbidden"):
             raise BadInput(f"access to s3://{bucket}/{key} is denied; grant s3:GetObject on it to the worker's "
                            "role (IRSA)", reason=Reason.SOURCE_ACCESS_DENIED) from error
-        raise Infrastructure(f"S3 HEAD s3://{bucket}/{key} failed: {error}", reason=Reason.S3_UNAVAILABLE) from error
-    except BotoCoreError as error:
-        raise Infrastructure(f"S3 endpoint unreachable for s3://{bucket}/{key}: {error}",
-                             reason=Reason.S3_UNAVAILABLE) from error
+        raise Infrastructure(f"S3 refused HEAD s3://{bucket}/{key}: {error}", reason=Reason.S3_UNAVAILABLE) from error
     return ObjectInfo(bucket, key, int(response["ContentLength"]), str(response.get("ETag", "")).strip('"'))
 
 
 class RangedReader:
     """Yields the object's bytes from `start` to `end` (exclusive) in order, prefetching ahead."""
 
-    def __init__(self, client: Any, info: ObjectInfo, *, range_bytes: int = 64 * 1024 * 1024,
+    def __init__(self, client: Any, info: ObjectInfo, retrier: Retrier, *, range_bytes: int = 64 * 1024 * 1024,
                  piece_bytes: int = 1024 * 1024, prefetch: int = 8) -> None:
         self._client = client
         self._info = info
+        self._retrier = retrier
         self._range_bytes = range_bytes
         self._piece_bytes = min(piece_bytes, range_bytes)
         self._prefetch = prefetch
@@ -108,7 +116,8 @@ class RangedReader:
 
     def _fetch(self, first: int, stop: int) -> Iterator[bytes]:
         """The bytes [first, stop) in pieces, from one GET, or more if the body breaks off."""
-        at, attempts = first, 0
+        at = first
+        streak = self._retrier.streak(f"reading {self._info.uri} at byte {first}")
         while at < stop:
             try:
                 response = self._client.get_object(Bucket=self._info.bucket, Key=self._info.key,
@@ -119,19 +128,14 @@ class RangedReader:
                     if not piece:
                         break
                     at += len(piece)
+                    streak.succeeded()
                     yield piece
-            except ClientError as error:
-                code = error.response.get("Error", {}).get("Code", "")
-                if code in ("PreconditionFailed", "412"):
-                    raise BadInput(f"{self._info.uri} changed while it was being read (ETag is no longer "
-                                   f"{self._info.etag}); reset the import to read the new version",
-                                   reason=Reason.SOURCE_CHANGED) from error
-                attempts += 1
-                if attempts > 5:
-                    raise Infrastructure(f"reading {self._info.uri} at byte {at} failed: {error}",
-                                         reason=Reason.S3_UNAVAILABLE) from error
-            except (BotoCoreError, OSError) as error:
-                attempts += 1
-                if attempts > 5:
-                    raise Infrastructure(f"reading {self._info.uri} at byte {at} failed: {error}",
-                                         reason=Reason.S3_UNAVAILABLE) from error
+                if at < stop:
+                    raise ConnectionError(f"the response ended at byte {at} of {stop}")
+            except Exception as error:
+                if isinstance(error, ClientError) and aws.error_code(error) in ("PreconditionFailed", "412"):
+                    raise SourceChanged(self._info.uri, self._info.etag) from error
+                kind = aws.transient(error)
+                if kind is None:
+                    raise
+                streak.failed(error, kind)

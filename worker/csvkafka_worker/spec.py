@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from csvkafka_worker.producer_guard import weakening
+
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
 
 
@@ -155,6 +157,14 @@ class SinkSpec(Model):
     auth: AuthSpec = AuthSpec()
     producer: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("producer")
+    @classmethod
+    def _keeps_delivery(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = weakening(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
 
 class CheckpointSpec(Model):
     table: str = Field(min_length=3, max_length=255)
@@ -178,12 +188,26 @@ class BadRowsSpec(Model):
         return value
 
 
+# How long each service may keep failing (errors, throttling, no answer) before the worker gives up.
+RetrySeconds = Annotated[float, Field(ge=1, le=3600)]
+
+
+class RetrySpec(Model):
+    """Retry budgets, in seconds, of one streak of failures of each service; past it the worker exits 75
+    with one line and the Job retries from the checkpoint."""
+
+    s3_seconds: RetrySeconds = 120.0
+    dynamodb_seconds: RetrySeconds = 120.0
+    kafka_seconds: RetrySeconds = 120.0
+
+
 class ImportSpec(Model):
     source: SourceSpec
     sink: SinkSpec
     checkpoint: CheckpointSpec
     delivery: Delivery = Delivery.AT_LEAST_ONCE
     bad_rows: BadRowsSpec = BadRowsSpec()
+    retry: RetrySpec = RetrySpec()
 
     @property
     def job_id(self) -> str:

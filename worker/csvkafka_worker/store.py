@@ -13,18 +13,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from csvkafka_worker import aws
 from csvkafka_worker.checkpoint import Checkpoint, State, from_item, to_item
 from csvkafka_worker.errors import BadInput, Infrastructure, LeaseHeld, Reason
+from csvkafka_worker.retry import Retrier
 
 
-def dynamodb_client() -> Any:
-    import boto3
-    from botocore.config import Config
+def dynamodb_client(budget: float) -> Any:
+    return aws.client("dynamodb", budget, connect=5, read=20)
 
-    return boto3.client("dynamodb", config=Config(retries={"max_attempts": 8, "mode": "adaptive"},
-                                                  connect_timeout=5, read_timeout=20))
+
+class ConditionFailed(Exception):
+    """A conditional write found the item not in the expected state."""
 
 
 class LeaseLost(Infrastructure):
@@ -32,9 +34,10 @@ class LeaseLost(Infrastructure):
 
 
 class CheckpointStore:
-    def __init__(self, client: Any, table: str, job_id: str, *, owner: str, lease_seconds: float,
+    def __init__(self, client: Any, table: str, job_id: str, *, owner: str, lease_seconds: float, retrier: Retrier,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
         self._client = client
+        self._retrier = retrier
         self.table = table
         self.job_id = job_id
         self.owner = owner
@@ -43,10 +46,15 @@ class CheckpointStore:
         self._sleep = sleep
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
+        """One DynamoDB call, retried within the budget on throttling and transient failures; any other
+        failure becomes the worker's error (a failed condition: ConditionFailed, for the caller)."""
         try:
-            return getattr(self._client, operation)(TableName=self.table, **kwargs)
+            return self._retrier.call(lambda: getattr(self._client, operation)(TableName=self.table, **kwargs),
+                                      aws.transient, f"{operation} on table {self.table!r} (job {self.job_id!r})")
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
+            code = aws.error_code(error)
+            if code == "ConditionalCheckFailedException":
+                raise ConditionFailed(code) from error
             if code == "ResourceNotFoundException":
                 raise BadInput(f"DynamoDB table {self.table!r} does not exist; create it (partition key job_id, "
                                "type S) or fix checkpoint.table", reason=Reason.CHECKPOINT_TABLE_NOT_FOUND) from error
@@ -55,10 +63,8 @@ class CheckpointStore:
                 raise BadInput(f"access to DynamoDB table {self.table!r} is denied: {denied}; grant the worker's "
                                "role that permission (terraform/irsa.tf)",
                                reason=Reason.CHECKPOINT_ACCESS_DENIED) from error
-            raise
-        except BotoCoreError as error:
-            raise Infrastructure(f"DynamoDB is unreachable for table {self.table!r}: {error}",
-                                 reason=Reason.DYNAMODB_UNAVAILABLE) from error
+            raise Infrastructure(f"DynamoDB refused {operation} on table {self.table!r} (job {self.job_id!r}): "
+                                 f"{error}", reason=Reason.DYNAMODB_UNAVAILABLE) from error
 
     def load(self) -> Checkpoint | None:
         return self.peek(self.job_id)
@@ -86,10 +92,8 @@ class CheckpointStore:
                     ReturnValues="ALL_NEW",
                 )
                 return from_item(response["Attributes"])
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise Infrastructure(f"claiming checkpoint {self.job_id!r}: {error}",
-                                         reason=Reason.DYNAMODB_UNAVAILABLE) from error
+            except ConditionFailed:
+                pass
             holder = self.load()
             if holder is None:
                 continue
@@ -122,12 +126,9 @@ class CheckpointStore:
             self._call("put_item", Item=to_item(checkpoint), ConditionExpression="#owner = :me",
                        ExpressionAttributeNames={"#owner": "owner"},
                        ExpressionAttributeValues={":me": {"S": self.owner}})
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise LeaseLost(f"another worker took over job {self.job_id!r}; this worker stops without "
-                                "writing further", reason=Reason.ALREADY_RUNNING) from error
-            raise Infrastructure(f"writing checkpoint {self.job_id!r}: {error}",
-                                 reason=Reason.DYNAMODB_UNAVAILABLE) from error
+        except ConditionFailed as error:
+            raise LeaseLost(f"another worker took over job {self.job_id!r}; this worker stops without "
+                            "writing further", reason=Reason.ALREADY_RUNNING) from error
 
     def put_unguarded(self, checkpoint: Checkpoint) -> None:
         """For `csvkafka checkpoint set`: a person's decision overrides any lease."""

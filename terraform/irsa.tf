@@ -34,7 +34,25 @@ data "aws_iam_policy_document" "trust" {
   }
 }
 
+# The checkpoint table is encrypted with the module's key, and DynamoDB uses the key with the
+# caller's permissions: each role that reads or writes checkpoints needs these, only through DynamoDB.
+data "aws_iam_policy_document" "checkpoint_key" {
+  statement {
+    sid       = "CheckpointTableKey"
+    actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.csvkafka.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["dynamodb.${var.aws_region}.amazonaws.com"]
+    }
+  }
+}
+
 data "aws_iam_policy_document" "worker" {
+  source_policy_documents = [data.aws_iam_policy_document.checkpoint_key.json]
+
   statement {
     sid       = "ReadSourceObjects"
     actions   = ["s3:GetObject"]
@@ -71,20 +89,6 @@ data "aws_iam_policy_document" "worker" {
     sid       = "Checkpoints"
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.checkpoints.arn]
-  }
-
-  # The table is encrypted with the module's key: DynamoDB uses it with the caller's permissions,
-  # so each caller needs these on the key, and only through DynamoDB.
-  statement {
-    sid       = "CheckpointTableKey"
-    actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.csvkafka.arn]
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["dynamodb.${var.aws_region}.amazonaws.com"]
-    }
   }
 
   # WriteDataIdempotently: the producer is idempotent (and transactional in exactly-once mode).
@@ -129,22 +133,12 @@ data "aws_iam_policy_document" "worker" {
 # The operator reads checkpoints for status (BatchGetItem), writes one to restart from a row and
 # deletes them on reset or when an import with retention Delete goes (csvkafka_operator/checkpoints.py).
 data "aws_iam_policy_document" "operator" {
+  source_policy_documents = [data.aws_iam_policy_document.checkpoint_key.json]
+
   statement {
     sid       = "Checkpoints"
     actions   = ["dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
     resources = [aws_dynamodb_table.checkpoints.arn]
-  }
-
-  statement {
-    sid       = "CheckpointTableKey"
-    actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.csvkafka.arn]
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["dynamodb.${var.aws_region}.amazonaws.com"]
-    }
   }
 }
 

@@ -21,6 +21,7 @@ from hcl2.parser import parser
 from lark import Token, Tree
 
 TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
+DOCUMENT = "data.aws_iam_policy_document."
 
 
 class TerraformError(Exception):
@@ -219,6 +220,10 @@ class Evaluator:
             return str(self.module.directory)
         else:
             address = root + "".join(f".{p}" if isinstance(p, str) else f"[{json.dumps(p[0])}]" for p in path)
+            if address not in self.known and address.startswith(DOCUMENT) and address.endswith(".json"):
+                wanted = address.removeprefix(DOCUMENT).removesuffix(".json")
+                (block,) = self.module.find("data", "aws_iam_policy_document", wanted.partition("[")[0])
+                return json.dumps(next(r.document for r in _rendered(self, block) if r.address == wanted))
             if address not in self.known:
                 raise TerraformError(f"{file.name}: {address} is known only after apply; give it in known")
             return self.known[address]
@@ -253,21 +258,30 @@ PRINCIPAL_KEYS = {"principals": "Principal", "not_principals": "NotPrincipal"}
 
 def policy_documents(evaluator: Evaluator) -> Iterator[Rendered]:
     for block in evaluator.module.find("data", "aws_iam_policy_document"):
-        name = block.labels[1]
-        attributes = block.attributes()
-        unknown = set(attributes) - {"for_each", "version"}
-        if unknown:
-            raise TerraformError(f"{block.file.name}: {name}: {sorted(unknown)} not supported here")
-        if "for_each" in attributes:
-            each = evaluator.value(attributes["for_each"], {}, block.file)
-            pairs = each.items() if isinstance(each, dict) else ((v, v) for v in each)
-            for key, value in pairs:
-                yield Rendered(f'{name}["{key}"]', _document(evaluator, block, {"each": {"key": key, "value": value}}))
-        else:
-            yield Rendered(name, _document(evaluator, block, {}))
+        yield from _rendered(evaluator, block)
+
+
+def _rendered(evaluator: Evaluator, block: Block) -> Iterator[Rendered]:
+    name = block.labels[1]
+    attributes = block.attributes()
+    unknown = set(attributes) - {"for_each", "version", "source_policy_documents"}
+    if unknown:
+        raise TerraformError(f"{block.file.name}: {name}: {sorted(unknown)} not supported here")
+    if "for_each" in attributes:
+        each = evaluator.value(attributes["for_each"], {}, block.file)
+        pairs = each.items() if isinstance(each, dict) else ((v, v) for v in each)
+        for key, value in pairs:
+            yield Rendered(f'{name}["{key}"]', _document(evaluator, block, {"each": {"key": key, "value": value}}))
+    else:
+        yield Rendered(name, _document(evaluator, block, {}))
 
 
 def _document(evaluator: Evaluator, block: Block, scope: Mapping[str, Any]) -> dict[str, Any]:
+    sources = block.attributes().get("source_policy_documents")
+    # As the provider merges them: the sources' statements first; one of this document's own with the
+    # same Sid replaces the source's.
+    inherited = [statement for source in (evaluator.value(sources, scope, block.file) if sources is not None else [])
+                 for statement in json.loads(source)["Statement"]]
     statements = [_statement(evaluator, s, scope) for s in block.blocks("statement")]
     for dynamic in block.blocks("dynamic"):
         (label,) = dynamic.labels
@@ -280,9 +294,10 @@ def _document(evaluator: Evaluator, block: Block, scope: Mapping[str, Any]) -> d
         for key, value in pairs:
             (content,) = dynamic.blocks("content")
             statements.append(_statement(evaluator, content, {**scope, name: {"key": key, "value": value}}))
+    own = {s["Sid"] for s in statements if s.get("Sid")}
     version = block.attributes().get("version")
     return {"Version": evaluator.value(version, scope, block.file) if version is not None else "2012-10-17",
-            "Statement": statements}
+            "Statement": [s for s in inherited if s.get("Sid") not in own] + statements}
 
 
 def _statement(evaluator: Evaluator, block: Block, scope: Mapping[str, Any]) -> dict[str, Any]:

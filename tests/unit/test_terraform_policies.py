@@ -95,6 +95,35 @@ def test_an_unsupported_construct_fails_loudly(tmp_path: Path) -> None:
         render_for_stack(buckets=[], table="t", key_arn=KEY, directory=tmp_path)
 
 
+def test_source_documents_merge_as_the_provider_merges_them(tmp_path: Path) -> None:
+    (tmp_path / "main.tf").write_text("""
+data "aws_iam_policy_document" "shared" {
+  statement {
+    sid       = "Read"
+    actions   = ["s3:GetObject"]
+    resources = ["arn:aws:s3:::shared/*"]
+  }
+  statement {
+    sid       = "List"
+    actions   = ["s3:ListBucket"]
+    resources = ["arn:aws:s3:::shared"]
+  }
+}
+
+data "aws_iam_policy_document" "own" {
+  source_policy_documents = [data.aws_iam_policy_document.shared.json]
+  statement {
+    sid       = "Read"
+    actions   = ["s3:GetObject"]
+    resources = ["arn:aws:s3:::own/*"]
+  }
+}
+""")
+    own = render_for_stack(buckets=[], table="t", key_arn=KEY, directory=tmp_path)["own"]
+    assert [(s["Sid"], s["Resource"]) for s in own["Statement"]] == [("List", ["arn:aws:s3:::shared"]),
+                                                                       ("Read", ["arn:aws:s3:::own/*"])]
+
+
 def test_irsa_roles_trust_only_their_service_accounts() -> None:
     namespaces = ["imports-a", "imports-b"]
     documents = render_for_stack(buckets=[BUCKET], table=TABLE, key_arn=KEY,

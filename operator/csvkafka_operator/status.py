@@ -101,7 +101,8 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
         bytes_total=bytes_total,
         progress="100%" if outcome.phase is Phase.SUCCEEDED else _percent(bytes_read, bytes_total),
         rows_per_second=_rate(outcome.phase, shards, records_read, start, completion),
-        eta=_eta(observed.checkpoints.values()) if outcome.phase is Phase.RUNNING else None,
+        # A stalled shard's last rate says nothing about when it ends.
+        eta=_eta(observed.checkpoints.values()) if outcome.phase is Phase.RUNNING and not stalled else None,
         last_checkpoint_time=from_epoch(max(checkpoint_times)) if checkpoint_times else None,
         source_etag=next((cp.source_etag for cp in observed.checkpoints.values() if cp.source_etag), None),
         stall_restarts=stall_restarts or None,
@@ -219,7 +220,9 @@ def _tracked(resource: CsvKafkaImport, observed: Observed, now: datetime) -> tup
     if _running(observed.job):
         for stall in stalls.find(shards, observed.pods, resource.spec.stall_timeout_seconds, now):
             shards[stall.index] = shards[stall.index].model_copy(update={"stalled_pod": stall.pod})
-    return tuple(shards)
+    # The checkpoint's rate is from before the stall.
+    return tuple(s.model_copy(update={"rows_per_second": 0}) if s.stalled_pod and s.rows_per_second else s
+                 for s in shards)
 
 
 def _running(job: Json | None) -> bool:

@@ -66,6 +66,7 @@ def test_a_shard_that_has_not_moved_for_the_timeout_is_stalled_and_its_pod_named
     [shard] = now.shards
     assert (shard.stalled_pod, shard.last_progress_time) == (POD, rfc3339(NOW - timedelta(minutes=11)))
     assert now.stall_restarts == 1
+    assert (now.rows_per_second, now.eta) == (0, None)  # the checkpoint's rate is from before the stall
     assert newly_stalled(before, now.job_name or "", now.shards) == [POD]
     event = transition(before, now)
     assert event is not None and (event.type, event.reason) == ("Warning", "Stalled")

@@ -119,8 +119,10 @@ class Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         found = CREDENTIAL.search(headers.get("authorization", ""))
         if found is None or found.group(1) not in gate.identities:
-            self._refuse("s3" if found is None else found.group(3), "InvalidClientTokenId",
-                         "The security token included in the request is invalid.")
+            service = "s3" if found is None else found.group(3)
+            self._refuse(service, "InvalidAccessKeyId" if service == "s3" else "UnrecognizedClientException",
+                         "The AWS Access Key Id you provided does not exist in our records."
+                         if service == "s3" else "The security token included in the request is invalid.")
             return
         access_key, region, service = found.groups()
         path, _, query = self.path.partition("?")
@@ -179,7 +181,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             status = 400
             content_type = "application/x-amz-json-1.0"
-            coral = "AccessDeniedException" if code == "AccessDenied" else "UnrecognizedClientException"
+            coral = "AccessDeniedException" if code == "AccessDenied" else code
             text = json.dumps({"__type": f"com.amazon.coral.service#{coral}", "Message": message})
         data = b"" if self.command == "HEAD" else text.encode()
         self.send_response(status)

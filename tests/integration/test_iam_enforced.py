@@ -9,7 +9,7 @@ checkpoint read and write also needs the key through DynamoDB.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -34,8 +34,8 @@ def installation(stack_env: dict[str, str], s3: Any, s3_bucket: str, dynamodb: A
     yield from installed(stack_env, s3, s3_bucket, dynamodb)
 
 
-def dynamodb_as(env: dict[str, str]) -> Any:
-    return boto3.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=REGION,
+def client(service: Literal["s3", "dynamodb"], env: dict[str, str]) -> Any:
+    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=REGION,
                         aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
 
 
@@ -61,7 +61,7 @@ def test_an_import_succeeds_with_exactly_the_terraform_policies(installation: In
 
     # The operator mirrors the checkpoint into the resource's status with its own role.
     operator = installation.credentials("operator")
-    assert Checkpoints(dynamodb_as(operator)).read(installation.table, ["orders"])["orders"].total_sent == ROWS
+    assert Checkpoints(client("dynamodb", operator)).read(installation.table, ["orders"])["orders"].total_sent == ROWS
     assert {d["action"] for d in iamgate.decisions(installation.gate, operator["AWS_ACCESS_KEY_ID"])} == {
         "dynamodb:BatchGetItem", "kms:Decrypt", "kms:DescribeKey"}
 
@@ -94,4 +94,25 @@ def test_the_operator_without_batch_get_item_is_refused_naming_it(installation: 
     operator = installation.credentials("operator", without(installation.documents["operator"],
                                                              "dynamodb:BatchGetItem"))
     with pytest.raises(ClientError, match="dynamodb:BatchGetItem"):
-        Checkpoints(dynamodb_as(operator)).read(installation.table, ["orders"])
+        Checkpoints(client("dynamodb", operator)).read(installation.table, ["orders"])
+
+
+def test_the_gate_answers_as_aws_does(installation: Installation) -> None:
+    worker = installation.credentials("worker")
+    s3 = client("s3", worker)
+    assert s3.get_object(Bucket=installation.bucket, Key="exports/orders.csv", Range="bytes=0-6")["Body"].read() == (
+        b"id,name")
+    with pytest.raises(ClientError) as denied:
+        s3.put_object(Bucket=installation.bucket, Key="exports/new.csv", Body=b"x")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert "not authorized to perform: s3:PutObject on resource: " \
+           f"arn:aws:s3:::{installation.bucket}/exports/new.csv" in str(denied.value)
+    with pytest.raises(ClientError, match="does not judge this call"):
+        s3.get_object_acl(Bucket=installation.bucket, Key="exports/orders.csv")
+    stranger = {**worker, "AWS_ACCESS_KEY_ID": "AKIANOBODYKNOWSTHIS"}
+    with pytest.raises(ClientError) as unknown:
+        client("dynamodb", stranger).get_item(TableName=installation.table, Key={"job_id": {"S": "x"}})
+    assert unknown.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    with pytest.raises(ClientError) as unknown:
+        client("s3", stranger).head_object(Bucket=installation.bucket, Key="exports/orders.csv")
+    assert unknown.value.response["Error"]["Code"] == "403"

@@ -116,3 +116,16 @@ def test_the_gate_answers_as_aws_does(installation: Installation) -> None:
     with pytest.raises(ClientError) as unknown:
         client("s3", stranger).head_object(Bucket=installation.bucket, Key="exports/orders.csv")
     assert unknown.value.response["Error"]["Code"] == "403"
+
+
+def test_the_operator_restarts_and_resets_with_its_role(installation: Installation) -> None:
+    operator = installation.credentials("operator")
+    checkpoints = Checkpoints(client("dynamodb", operator))
+    checkpoints.start_at_row(installation.table, "orders", 101, "restart from row 101")
+    assert checkpoints.read(installation.table, ["orders"])["orders"].last_line == 100
+    checkpoints.delete(installation.table, ["orders"])
+    assert checkpoints.read(installation.table, ["orders"]) == {}
+    judged = iamgate.decisions(installation.gate, operator["AWS_ACCESS_KEY_ID"])
+    assert {d["decision"] for d in judged} == {"ALLOWED"}
+    assert {d["action"] for d in judged} == {"dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:DeleteItem",
+                                             "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"}

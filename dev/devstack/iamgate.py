@@ -38,6 +38,7 @@ CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/aws4_request"
 PIECE = 1 << 20
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
               "proxy-authenticate"}
+SET_BY_THE_GATE = {"content-length", "server", "date"}
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,10 @@ class Handler(BaseHTTPRequestHandler):
     do_HEAD = do_PUT = do_POST = do_DELETE = do_GET
 
     def _handle(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", ""):
+            self.close_connection = True  # its body stays unread: the connection cannot carry another request
+            self._json(411, {"error": "the IAM gate needs a Content-Length (no chunked bodies)"})
+            return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path.startswith(ADMIN):
             self._admin(body)
@@ -159,7 +164,7 @@ class Handler(BaseHTTPRequestHandler):
             length = response.getheader("Content-Length")
             payload = b"" if length is not None else response.read()
             for name, value in response.getheaders():
-                if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+                if name.lower() not in HOP_BY_HOP | SET_BY_THE_GATE:
                     self.send_header(name, value)
             self.send_header("Content-Length", length if length is not None else str(len(payload)))
             self.end_headers()

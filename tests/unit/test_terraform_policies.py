@@ -212,3 +212,14 @@ def test_the_key_is_usable_only_through_dynamodb() -> None:
             assert decide([DOCUMENTS[role]], Request(action, KEY, via)) is Decision.ALLOWED
             assert decide([DOCUMENTS[role]], Request(action, KEY)) is Decision.IMPLICIT_DENY
             assert decide([DOCUMENTS[role]], Request(action, other_key, via)) is Decision.IMPLICIT_DENY
+
+
+def test_sse_kms_sources_are_decrypted_only_through_s3_and_only_when_named() -> None:
+    assert "DecryptSourceObjectsThroughS3" not in {s.get("Sid") for s in DOCUMENTS["worker"]["Statement"]}
+    source_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/5ce0000-0000-0000-0000-000000000000"
+    worker = render_for_stack(buckets=[BUCKET], table=TABLE, key_arn=KEY,
+                              variables={"source_kms_key_arns": [source_key]})["worker"]
+    via_s3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
+    assert decide([worker], Request("kms:Decrypt", source_key, via_s3)) is Decision.ALLOWED
+    assert decide([worker], Request("kms:Decrypt", source_key)) is Decision.IMPLICIT_DENY
+    assert decide([worker], Request("kms:Encrypt", source_key, via_s3)) is Decision.IMPLICIT_DENY

@@ -15,7 +15,7 @@ import zstandard
 
 from csvkafka_worker.checkpoint import from_item
 from csvkafka_worker.seekpoints import Kind, SeekPoint
-from tests.support import consume_all, events, run_worker, worker_args
+from tests.support import WORKER, consume_all, events, run_worker, worker_args
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +82,10 @@ def test_a_killed_gzip_import_resumes_from_its_seek_point(gzip_job: tuple[Job, i
     assert point is not None and point.kind is Kind.DEFLATE
     assert 0 < point.offset <= checkpoint.byte_offset
     assert point.byte > size // 2
+    # People see where it is, not its 32 KiB window.
+    shown = subprocess.run([*WORKER[:-1], "checkpoint", "show", "--table", job.table, "--job-id", "job"],
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert f'"seek_point": "deflate at compressed byte {point.byte},' in shown and len(shown) < 4000, shown
 
     resumed = run_worker(job.args(*CHECKPOINTS, *mode))
     assert resumed.returncode == 0, resumed.stderr

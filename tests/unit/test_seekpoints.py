@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from csvkafka_worker import decompress, entry, gzip_blocks
 from csvkafka_worker.errors import BadInput
 from csvkafka_worker.gzip_blocks import ForwardFile
-from csvkafka_worker.seekpoints import WINDOW, Kind, SeekIndex, SeekPoint, empty_blocks, enter_deflate
+from csvkafka_worker.seekpoints import WINDOW, Kind, SeekIndex, SeekPoint, described, empty_blocks, enter_deflate
 from csvkafka_worker.spec import Compression
 
 URI = "s3://bucket/data.csv"
@@ -162,6 +162,11 @@ def test_encoded_points_fit_a_checkpoint_item_and_reject_foreign_text() -> None:
     assert SeekPoint.decode(text) == point
     for foreign in ("", "v2:deflate:1:2:", "v1:deflate:x:2:", "v1:lzma:1:2:", "v1:deflate:1:2:!!!"):
         assert SeekPoint.decode(foreign) is None
+    assert described(text) == f"deflate at compressed byte 1000000, bit 3, decompressed offset 123456789 " \
+                              f"({WINDOW}-byte window)"
+    assert described(SeekPoint(Kind.STREAM, 800, 5000).encode()) == "stream at compressed byte 100, decompressed " \
+                                                                    "offset 5000"
+    assert described("v9:?") == "unreadable: the next resume reads the object from byte 0"
 
 
 def test_the_index_gives_the_last_point_at_or_below_and_forgets_older_ones() -> None:

@@ -26,6 +26,7 @@ from csvkafka_worker.errors import ConfigError, StoppedWhileWaiting, WorkerError
 from csvkafka_worker.exit_codes import ExitCode
 from csvkafka_worker.options import add_flags, parse
 from csvkafka_worker.progress import log_line
+from csvkafka_worker.seekpoints import described
 
 
 def register(subparsers: Any) -> None:
@@ -137,6 +138,8 @@ def _describe(cp: Checkpoint) -> dict[str, Any]:
     out = {k: v for k, v in cp.__dict__.items() if v is not None}
     out["state"] = cp.state.value
     out["next_row"] = cp.last_line + 1
+    if cp.seek_point:
+        out["seek_point"] = described(cp.seek_point)
     return out
 
 

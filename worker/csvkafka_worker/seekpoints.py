@@ -55,6 +55,16 @@ class SeekPoint:
             return None
 
 
+def described(text: str) -> str:
+    """A checkpoint's seek point for people (`csvkafka checkpoint show`): where it is, not its window."""
+    point = SeekPoint.decode(text)
+    if point is None:
+        return "unreadable: the next resume reads the object from byte 0"
+    within = f" bit {point.bit % 8}," if point.bit % 8 else ""
+    return (f"{point.kind} at compressed byte {point.byte},{within} decompressed offset {point.offset}"
+            + (f" ({len(point.window)}-byte window)" if point.window else ""))
+
+
 def _field(value: int, width: int) -> list[int]:
     """A deflate header field: its bits, least significant first."""
     return [(value >> i) & 1 for i in range(width)]

@@ -223,6 +223,21 @@ def test_s3_that_never_answers_ends_within_its_budget(black_hole: str, kafka_top
     assert elapsed < 4 + 2 + 15
 
 
+def test_dynamodb_that_never_answers_ends_within_its_budget(black_hole: str, s3: Any, s3_bucket: str,
+                                                            kafka_topic: str, checkpoint_table: str,
+                                                            bootstrap_servers: str) -> None:
+    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(10))
+    started = time.monotonic()
+    result = run_worker(worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers, topic=kafka_topic,
+                                    table=checkpoint_table, job_id="j", extra=["--dynamodb-retry-seconds", "4"]),
+                        env={"AWS_ENDPOINT_URL_DYNAMODB": f"http://{black_hole}"}, timeout=120)
+    assert result.returncode == ExitCode.INFRASTRUCTURE, result.stderr
+    message = last_error_line(result.stderr)
+    assert message.startswith(f"DynamoDB failed update_item on table {checkpoint_table!r} (job 'j') ")
+    assert "its retry budget of 4s is spent (last error: Read timeout on endpoint URL" in message
+    assert time.monotonic() - started < 4 + 2 + 15
+
+
 def test_s3_lost_mid_import_ends_with_the_delivered_rows_checkpointed(
         proxies: Any, s3: Any, dynamodb: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
         bootstrap_servers: str) -> None:

@@ -8,6 +8,8 @@ checkpoint read and write also needs the key through DynamoDB.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -64,6 +66,21 @@ def test_an_import_succeeds_with_exactly_the_terraform_policies(installation: In
     assert Checkpoints(client("dynamodb", operator)).read(installation.table, ["orders"])["orders"].total_sent == ROWS
     assert {d["action"] for d in iamgate.decisions(installation.gate, operator["AWS_ACCESS_KEY_ID"])} == {
         "dynamodb:BatchGetItem", "kms:Decrypt", "kms:DescribeKey"}
+
+
+def test_shards_read_each_others_checkpoints_with_the_worker_role(installation: Installation, kafka_topic: str,
+                                                                   bootstrap_servers: str) -> None:
+    worker = installation.credentials("worker")
+    args = worker_args(source=installation.source, bootstrap=bootstrap_servers, topic=kafka_topic,
+                       table=installation.table, job_id="orders", extra=["--shard", "0/2"])
+    shards = [subprocess.Popen(args, env={**os.environ, **worker, "JOB_COMPLETION_INDEX": str(index)},
+                               stderr=subprocess.PIPE, text=True) for index in range(2)]
+    outputs = [shard.communicate(timeout=180)[1] for shard in shards]
+    assert [shard.returncode for shard in shards] == [0, 0], outputs
+    assert sorted(int(r.json()["id"]) for r in consume_all(bootstrap_servers, kafka_topic)) == list(range(1, ROWS + 1))
+    judged = iamgate.decisions(installation.gate, worker["AWS_ACCESS_KEY_ID"])
+    assert {d["decision"] for d in judged} == {"ALLOWED"}
+    assert {d["action"] for d in judged} == IMPORT_ACTIONS | {"dynamodb:GetItem"}
 
 
 @pytest.mark.parametrize("action", sorted(IMPORT_ACTIONS))

@@ -14,6 +14,7 @@ from csvkafka_operator.jobs import CA_FILE, job_name, render_job
 from csvkafka_operator.models import CsvKafkaImport
 from csvkafka_operator.settings import Settings
 from csvkafka_worker.options import add_flags, parse
+from tests.unit.chart import of_kind, render, render_error
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SETTINGS = Settings(worker_image="registry.example/csvkafka:1.2.3", worker_env={"AWS_ENDPOINT_URL": "http://s3:4566"},
@@ -222,3 +223,27 @@ def test_suspend_and_the_ttl_reach_the_job() -> None:
 def test_rendering_is_pure() -> None:
     resource = example("spot-parallel.yaml")
     assert render_job(resource, SETTINGS) == render_job(resource, SETTINGS)
+
+
+def worker_env_through_the_chart(env: Any) -> list[dict[str, Any]]:
+    """worker.env as the chart hands it to the operator, and the operator to each Job."""
+    [deployment] = of_kind(render({"worker": {"env": env}}), "Deployment")
+    operator_env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    settings = Settings.from_env({"CSVKAFKA_WORKER_ENV": operator_env["CSVKAFKA_WORKER_ENV"]})
+    return list(container(render_job(example("import.yaml"), settings))["env"][1:])
+
+
+def test_the_charts_worker_env_reaches_the_job_with_secrets_as_references() -> None:
+    entries = [{"name": "AWS_REGION", "value": "eu-west-1"},
+               {"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "egress-proxy", "key": "url"}}}]
+    assert worker_env_through_the_chart(entries) == entries
+    # The former map form: plain values, in name order.
+    assert worker_env_through_the_chart({"B": "2", "A": "1"}) == [{"name": "A", "value": "1"},
+                                                                   {"name": "B", "value": "2"}]
+    assert worker_env_through_the_chart([]) == []
+
+
+def test_the_chart_refuses_an_env_entry_with_both_a_value_and_a_reference() -> None:
+    error = render_error({"worker": {"env": [{"name": "T", "value": "x",
+                                              "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}})
+    assert "/worker/env/0" in error

@@ -9,7 +9,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/csvkafka/cargo-target
 NATIVE := worker/native/Cargo.toml worker/native/Cargo.lock $(wildcard worker/native/src/*.rs)
 
-.PHONY: venv stack demo test test-unit test-integration test-e2e lint bench clean
+.PHONY: venv stack promtool demo test test-unit test-integration test-e2e lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -24,16 +24,21 @@ $(VENV)/.installed: pyproject.toml $(NATIVE)
 stack: venv
 	dev/stack up
 
+# Checks the chart's alerting rules (tests/unit/test_chart_alerts.py): built once from the Go module
+# proxy (minutes the first time), then cached.
+promtool:
+	dev/build/promtool.sh
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	cargo fmt --manifest-path worker/native/Cargo.toml --check
 
-test: lint stack
+test: lint stack promtool
 	$(BIN)/pytest -ra $(PYTEST_ARGS) tests/unit tests/integration tests/e2e
 
-test-unit: venv
+test-unit: venv promtool
 	$(BIN)/pytest -ra $(PYTEST_ARGS) tests/unit
 
 test-integration: stack

@@ -4,6 +4,7 @@
     python -m bench --repeat 3             # each throughput contender 3 times, medians reported
     python -m bench --only kcat,line-alo   # some contenders (names or groups, see --help)
     python -m bench --only rss-big,resume-big   # the 2 GB and 1 GB objects (slow)
+    python -m bench --only resume-gzip     # resume at 90 % of the 1 GB object gzipped: from byte 0 vs seek point
     python -m bench --only open-quote      # what an unterminated quote costs, on both engines
     python -m bench --engine-via omit --only baseline,python   # a worker without --engine yet
 
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import contenders, data, machine, report
+from bench import compressed, contenders, data, machine, report
 from bench.scenarios import Bench, OpenQuoteResult, ResumeResult, Run, open_quote, resume
 from bench.stack import Stack, stack_env
 
@@ -39,12 +40,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "noengine": tuple(c.name for c in contenders.DEFAULT_ENGINE),
     "floor": tuple(c.name for c in contenders.FLOOR),
     "profile": ("profile-json", "profile-line"),
-    "big": ("rss-big", "resume-big"),
+    "big": ("rss-big", "resume-big", "resume-gzip"),
     "errors": ("open-quote",),
 }
 GROUPS["all"] = tuple(dict.fromkeys(name for group in ("core", "noengine", "floor", "profile", "big", "errors")
                                     for name in GROUPS[group]))
-SCENARIOS = ("resume", "profile-json", "profile-line", "rss-big", "resume-big", "open-quote")
+SCENARIOS = ("resume", "profile-json", "profile-line", "rss-big", "resume-big", "resume-gzip", "open-quote")
 # Scenarios that run the main object (--rows); without them and without contenders it is not generated.
 ON_MAIN = ("resume", "profile-json", "profile-line")
 ENGINE_SCENARIOS = ("open-quote",)  # scenarios that run each engine, named like the engine contenders
@@ -61,7 +62,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         + "; all (default core)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per throughput contender (medians reported)")
     parser.add_argument("--big-bytes", type=float, default=2e9, help="size of the rss-big object (default 2e9)")
-    parser.add_argument("--resume-bytes", type=float, default=1e9, help="size of the resume-big object (default 1e9)")
+    parser.add_argument("--resume-bytes", type=float, default=1e9,
+                        help="size of the resume-big object and of resume-gzip's CSV (default 1e9)")
     parser.add_argument("--resume-repeat", type=int, default=3, help="fresh/resumed pairs per resume test")
     parser.add_argument("--partitions", type=int, default=3, help="partitions of each topic (default 3)")
     parser.add_argument("--out", type=Path, help="directory for logs and the report (default under the cache)")
@@ -162,6 +164,15 @@ def run_open_quote(bench: Bench, data_dir: Path, via: str, sections: list[str]) 
     return quoted
 
 
+def run_gzip_resume(bench: Bench, data_dir: Path, args: argparse.Namespace, sections: list[str]) -> list[str]:
+    """The resume-gzip scenario on resume-big's CSV, gzipped; adds its section, returns its problems."""
+    result = compressed.gzip_resume(bench, data.ensure(data_dir, data.rows_for_bytes(int(args.resume_bytes))),
+                                    args.resume_repeat)
+    sections.append("### Resume at 90 % of a gzip object: from byte 0 vs from a seek point\n\n"
+                    + compressed.table(result))
+    return result.problems
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     args = parse_args(argv)
@@ -177,7 +188,6 @@ def main(argv: list[str]) -> int:
     extra = tuple(shlex.split(args.worker_flags))
     bench = Bench(stack, out / "logs", keep=args.keep, pause_s=args.pause, worker_flags=extra,
                   say=lambda line: print(line, file=sys.stderr, flush=True))
-    say = bench.say
     runs: list[Run] = []
     sections: list[str] = []
     resumed: ResumeResult | None = None
@@ -185,7 +195,7 @@ def main(argv: list[str]) -> int:
         throughput = [contenders.with_flags(contenders.with_engine_via(contenders.ALL[name], via), extra)
                       for name in chosen if name in contenders.ALL]
         if throughput or any(name in ON_MAIN for name in chosen):
-            main_data, uri, etag = main_object(stack, data_dir, args.rows, say)
+            main_data, uri, etag = main_object(stack, data_dir, args.rows, bench.say)
         for attempt in range(args.repeat):
             for contender in throughput:
                 runs.append(bench.throughput(contender, main_data, uri, tag=f"-{attempt}"))
@@ -203,9 +213,10 @@ def main(argv: list[str]) -> int:
             resumed = resume(bench, big, big_uri, big_etag, args.resume_repeat)
             sections.append(f"### Resume at 90 %, {big.size / 1e6:,.0f} MB object\n\n" + report.resume_table(resumed))
             stack.delete_object(big_uri)
+        gz_problems = run_gzip_resume(bench, data_dir, args, sections) if "resume-gzip" in chosen else []
         if "rss-big" in chosen:
             big = data.ensure(data_dir, data.rows_for_bytes(int(args.big_bytes)))
-            say(f"big object: {big.rows:,} rows, {big.size / 1e6:,.1f} MB")
+            bench.say(f"big object: {big.rows:,} rows, {big.size / 1e6:,.1f} MB")
             big_uri, _ = stack.upload(big.path)
             for name in ("json-alo", "line-alo"):
                 runs.append(bench.throughput(contenders.with_flags(contenders.ALL[name], extra), big, big_uri,
@@ -219,9 +230,9 @@ def main(argv: list[str]) -> int:
     text = render(argv, args.repeat, summaries, resumed, sections, engine_note)
     (out / "report.md").write_text(text)
     print(text)
-    say(f"report and logs: {out}")
+    bench.say(f"report and logs: {out}")
     failed = [s.name for s in summaries if not s.ok] + (resumed.problems if resumed else []) \
-        + (quoted.problems if quoted else [])
+        + (quoted.problems if quoted else []) + gz_problems
     return 1 if failed else 0
 
 

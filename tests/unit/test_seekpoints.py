@@ -53,7 +53,7 @@ def reference(blob: bytes, compression: Compression) -> bytes:
     return b"".join(decompress.decompressed(iter([blob]), compression, URI))
 
 
-def all_points(blob: bytes, compression: Compression, piece: int) -> tuple[bytes, list[SeekPoint]]:
+def all_points(blob: bytes, compression: Compression, piece: int, poll: int = 1) -> tuple[bytes, list[SeekPoint]]:
     collected: list[SeekPoint] = []
 
     class Collect(SeekIndex):
@@ -62,15 +62,16 @@ def all_points(blob: bytes, compression: Compression, piece: int) -> tuple[bytes
 
     read = reader(blob, piece)
     if compression is Compression.GZIP:
-        out = b"".join(gzip_blocks.decompressed(read(0), len(blob), decompress.START, URI, Collect(), CHUNK))
+        out = b"".join(gzip_blocks.decompressed(read(0), len(blob), decompress.START, URI, Collect(), CHUNK, poll,
+                                                piece))
     else:
         out = b"".join(entry.entered(read, len(blob), compression, URI, decompress.START, Collect()))
     return out, collected
 
 
-def check_every_point(blob: bytes, compression: Compression, piece: int) -> list[SeekPoint]:
+def check_every_point(blob: bytes, compression: Compression, piece: int, poll: int = 1) -> list[SeekPoint]:
     whole = reference(blob, compression)
-    out, points = all_points(blob, compression, piece)
+    out, points = all_points(blob, compression, piece, poll)
     assert out == whole
     for point in points:
         decoded = SeekPoint.decode(point.encode())
@@ -83,10 +84,13 @@ def check_every_point(blob: bytes, compression: Compression, piece: int) -> list
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32), sizes=st.lists(st.integers(0, 30_000), min_size=1, max_size=3),
-       level=st.integers(1, 9), piece=st.sampled_from([1000, 4096, 65_536, 1 << 20]))
-def test_gzip_every_point_yields_the_suffix(seed: int, sizes: list[int], level: int, piece: int) -> None:
+       level=st.integers(1, 9), piece=st.sampled_from([1000, 4096, 65_536, 1 << 20]),
+       poll=st.sampled_from([1, 100_000, 1 << 20]))
+def test_gzip_every_point_yields_the_suffix(seed: int, sizes: list[int], level: int, piece: int, poll: int) -> None:
+    # Asking for the map rarely (poll) leaves points out, never gives one a wrong window; `piece` is
+    # also the size of the reads from rapidgzip.
     parts = [rows(seed + i, size) for i, size in enumerate(sizes)]
-    points = check_every_point(compress(Compression.GZIP, parts, level), Compression.GZIP, piece)
+    points = check_every_point(compress(Compression.GZIP, parts, level), Compression.GZIP, piece, poll)
     assert all(point.kind is Kind.DEFLATE for point in points)
 
 
@@ -98,6 +102,14 @@ def test_a_big_gzip_member_has_a_point_every_chunk_with_its_window() -> None:
     assert {point.bit % 8 for point in points} != {0}, "points fall inside bytes, not only on byte boundaries"
     for point in points:
         assert point.window == data[max(0, point.offset - WINDOW):point.offset]
+
+
+def test_points_passed_before_the_map_named_them_are_left_out() -> None:
+    blob = gzip.compress(b"".join(rows(seed, 30_000) for seed in range(3)), 6)
+    every = check_every_point(blob, Compression.GZIP, 4096, poll=1)
+    # Asked for every 100 kB of output, the map names some points the output has passed already.
+    sparse = check_every_point(blob, Compression.GZIP, 4096, poll=100_000)
+    assert 0 < len(sparse) < len(every)
 
 
 @settings(max_examples=25, deadline=None)

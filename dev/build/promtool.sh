@@ -10,21 +10,9 @@
 # cold build; `promtool check rules` and `promtool test rules` do not use them.
 set -euo pipefail
 PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}
-CACHE=${CSVKAFKA_CACHE:-$HOME/.cache/csvkafka}
-BIN=$CACHE/bin
-STAMP=$BIN/.promtool-$PROMTOOL_VERSION
-[ -f "$STAMP" ] && [ -x "$BIN/promtool" ] && exit 0
 release=${PROMTOOL_VERSION#v0.}
 release=3.$((10#${release%%.*} - 300)).${release#*.}
-echo "building promtool $release ($PROMTOOL_VERSION) from source (about five minutes and 600 MB of modules the first time)" >&2
-
-export GOTOOLCHAIN=auto CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOBIN=$BIN
-export GOMODCACHE=${GOMODCACHE:-$CACHE/gomod}
-mkdir -p "$BIN"
-started=$(date +%s)
-go install -trimpath -tags remove_all_sd \
-  -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release -X github.com/prometheus/common/version.Branch=HEAD" \
-  "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
-rm -f "$BIN"/.promtool-*
-touch "$STAMP"
-echo "built promtool $release in $(( $(date +%s) - started ))s" >&2
+GOTOOLCHAIN=${GOTOOLCHAIN:-auto} exec "$(dirname "$0")/go-install.sh" promtool "$PROMTOOL_VERSION" \
+  "Prometheus $release; the first time about 800 MB of modules, some shared with Kubernetes, and 10-30 minutes of compiling on two busy cores" \
+  "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" -tags remove_all_sd \
+  -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release -X github.com/prometheus/common/version.Branch=HEAD"

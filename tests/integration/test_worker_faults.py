@@ -360,3 +360,26 @@ def checkpoint_item_or_empty(dynamodb: Any, table: str, job_id: str) -> dict[str
         return checkpoint_item(dynamodb, table, job_id)
     except KeyError:
         return {}
+
+
+def test_a_shard_of_an_object_overwritten_after_another_shard_started_is_refused(
+        s3: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str, bootstrap_servers: str) -> None:
+    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(20_000))
+    etag = s3.head_object(Bucket=s3_bucket, Key="in.csv")["ETag"].strip('"')
+
+    def shard(index: int) -> subprocess.CompletedProcess[str]:
+        return run_worker(worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers,
+                                      topic=kafka_topic, table=checkpoint_table, job_id="sharded",
+                                      extra=["--shard", f"{index}/2"]))
+
+    first = shard(0)
+    assert first.returncode == 0, first.stderr
+    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(30_000))
+    new_etag = s3.head_object(Bucket=s3_bucket, Key="in.csv")["ETag"].strip('"')
+    second = shard(1)
+    assert second.returncode == ExitCode.BAD_INPUT, second.stderr
+    assert last_error_line(second.stderr).startswith(
+        f"s3://{s3_bucket}/in.csv was overwritten since this import started (ETag {etag} → {new_etag}); ")
+    # Only shard 0's rows, all of the old version.
+    delivered = events(first.stderr, "finish")[-1]["rows_sent"]
+    assert sum(rows_in(bootstrap_servers, kafka_topic).values()) == delivered

@@ -153,6 +153,7 @@ class Importer:
         # on the new one.
         if checkpoint.source_etag not in (None, info.etag) and (checkpoint.last_line > 0 or checkpoint.run_id):
             raise SourceChanged(info.uri, checkpoint.source_etag, info.etag)
+        self._check_same_version_as_other_shards(info)
 
         compression, preamble = self._read_start(info)
         shards.check_shardable(self.run_options.shard_count, compression is not Compression.NONE)
@@ -191,6 +192,15 @@ class Importer:
                             read_from=entry.description(compression, point, start.offset, start.row > 0))
         stream = Stream(self, info, self.sink, preamble, span, start, counts)
         return stream.run(self._chunks(info, compression, start.offset, span.end, point))
+
+    def _check_same_version_as_other_shards(self, info: ObjectInfo) -> None:
+        """The shards of one object read one version of it: another shard that pinned another ETag means
+        the object was overwritten between the shards' starts."""
+        index, count = self.run_options.shard_index, self.run_options.shard_count
+        for other in (i for i in range(count) if i != index):
+            peer = self.checkpoints.store.peek(shard_job_id(self.spec.job_id, other, count))
+            if peer is not None and peer.source_etag not in (None, info.etag):
+                raise SourceChanged(info.uri, peer.source_etag, info.etag)
 
     # -- pieces ----------------------------------------------------------------------------------
 

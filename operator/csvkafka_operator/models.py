@@ -136,9 +136,11 @@ class ResourceSpec(ImportSpec):
 
     @model_validator(mode="after")
     def _longer_than_checkpoints(self) -> ResourceSpec:
-        if self.stall_timeout_seconds and self.stall_timeout_seconds < 2 * self.checkpoint.every_seconds:
-            raise ValueError("stallTimeout must be at least twice checkpoint.everySeconds, or a healthy worker "
-                             "between two checkpoints looks stalled")
+        # A new worker may wait out a dead one's lease, then checkpoints every everySeconds.
+        quiet = self.checkpoint.lease_seconds + 2 * self.checkpoint.every_seconds
+        if self.stall_timeout_seconds and self.stall_timeout_seconds < quiet:
+            raise ValueError(f"stallTimeout must be at least checkpoint.leaseSeconds + 2 x checkpoint.everySeconds "
+                             f"({quiet:g}s here), or a healthy new worker looks stalled before its first checkpoint")
         return self
 
     @property

@@ -102,7 +102,7 @@ def test_a_frozen_worker_is_shown_stalled_replaced_and_the_import_ends_with_ever
         make_import: Callable[..., dict[str, Any]], kafka_topic: str, bootstrap_servers: str,
         freeze: Callable[[int], None]) -> None:
     apply(make_import(upload(csv_rows(ROWS)), delivery="exactly-once", stallTimeout=f"{STALL_TIMEOUT_SECONDS}s",
-                      sink={"producer": THROTTLE}, checkpoint={"everySeconds": 1}))
+                      sink={"producer": THROTTLE}, checkpoint={"everySeconds": 1, "leaseSeconds": 10}))
     wait_until(lambda: get(ns, "people").get("status", {}).get("recordsSent", 0) > 0, what="a first checkpoint")
     pod = worker_pod(ns)
     freeze(worker_pid(pod))
@@ -147,3 +147,18 @@ def test_an_import_past_its_deadline_fails_with_deadline_exceeded(
     assert any(c["reason"] == "DeadlineExceeded" for c in job["status"]["conditions"])
     assert not kubectl("get", "pods", "-n", ns, "-l", "csvkafka.io/import=people",
                        "--field-selector=status.phase=Running", "-o", "name").stdout.strip()
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"stallTimeout": "10 minutes"}, "stallTimeout must be a duration such as 90s, 10m or 1h30m"),
+    ({"stallTimeout": "5s"}, "either 0s (off) or at least 10s"),
+    # The defaults: leaseSeconds 30, everySeconds 5.
+    ({"stallTimeout": "35s"}, "stallTimeout must be at least checkpoint.leaseSeconds + 2 x checkpoint.everySeconds"),
+    ({"activeDeadlineSeconds": 0}, "spec.activeDeadlineSeconds in body should be greater than or equal to 1"),
+])
+def test_a_stall_timeout_or_deadline_that_cannot_work_is_refused_with_a_readable_message(
+        current_operator: None, ns: str, make_import: Callable[..., dict[str, Any]], changes: dict[str, Any],
+        message: str) -> None:
+    refused = apply(make_import("s3://bucket/data.csv", **changes), check=False)
+    assert refused.returncode != 0
+    assert message in refused.stderr

@@ -164,8 +164,10 @@ def test_stall_timeouts_are_go_durations(timeout: str, seconds: int) -> None:
     ({"stallTimeout": "10 minutes"}, "is not a duration such as 90s, 10m or 1h30m"),
     ({"stallTimeout": ""}, "is not a duration"),
     ({"stallTimeout": "5s"}, "stallTimeout must be 0s (off) or at least 10s"),
-    ({"stallTimeout": "15s", "checkpoint": {"table": "checkpoints", "everySeconds": 10}},
-     "stallTimeout must be at least twice checkpoint.everySeconds"),
+    ({"stallTimeout": "35s"}, "stallTimeout must be at least checkpoint.leaseSeconds + 2 x checkpoint.everySeconds "
+                              "(40s here)"),
+    ({"stallTimeout": "24s", "checkpoint": {"table": "checkpoints", "everySeconds": 10, "leaseSeconds": 5}},
+     "(25s here)"),
     ({"activeDeadlineSeconds": 0}, "activeDeadlineSeconds: Input should be greater than or equal to 1"),
 ])
 def test_a_bad_stall_timeout_or_deadline_is_refused_by_name(changes: dict[str, Any], problem: str) -> None:

@@ -75,7 +75,7 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
 
     name = job_name(resource)
     shards = _tracked(resource, observed, now)
-    stall_restarts = (previous.stall_restarts or 0 if previous.job_name == name else 0) + len(
+    stall_restarts = ((previous.stall_restarts or 0) if previous.job_name == name else 0) + len(
         stalls.newly_stalled(previous, name, shards))
     stalled = _stall_message(resource, shards, stall_restarts)
     outcome = _outcome(resource, observed, shards, stalled)
@@ -185,8 +185,10 @@ def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed, stal
     name = resource.metadata.name
     if condition.get("reason") == "DeadlineExceeded":
         rows = sum(cp.last_line for cp in observed.checkpoints.values())
+        # The Job's own deadline: the spec may have changed since.
+        deadline = (observed.job or {}).get("spec", {}).get("activeDeadlineSeconds")
         return Outcome(Phase.FAILED, "DeadlineExceeded", (
-            f"the import ran longer than spec.activeDeadlineSeconds ({resource.spec.active_deadline_seconds}s) and "
+            f"the import ran longer than spec.activeDeadlineSeconds ({deadline}s) and "
             f"was stopped after {rows:,} rows; raise spec.activeDeadlineSeconds (or remove it), then kubectl "
             f"csvimport restart {name} continues from the last checkpoint"))
     if stalled is not None and not failures:

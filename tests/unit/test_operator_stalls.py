@@ -143,9 +143,10 @@ def test_when_stalls_use_up_the_jobs_retries_the_import_fails_as_stalled() -> No
 
 
 def test_a_deadline_exceeded_says_which_setting_to_raise() -> None:
-    _, now = observe(earlier(seen(timedelta(minutes=1))), [],
-                     the_job=job("Failed", reason="DeadlineExceeded", message="Job was active longer than specified"),
-                     activeDeadlineSeconds=600)
+    late = job("Failed", reason="DeadlineExceeded", message="Job was active longer than specified")
+    late["spec"]["activeDeadlineSeconds"] = 600
+    # Raised since: the message names the deadline the Job ran under.
+    _, now = observe(earlier(seen(timedelta(minutes=1))), [], the_job=late, activeDeadlineSeconds=900)
     assert now.phase is Phase.FAILED
     assert conditions(now)["Failed"] == ("True", "DeadlineExceeded")
     message = now.condition("Failed").message

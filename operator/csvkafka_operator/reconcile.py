@@ -79,10 +79,13 @@ class Reconciler:
                                  failed=False)
         job = next((job for job in owned if job["metadata"]["name"] == desired), None)
         if job is not None:
-            # What a running Job may change: suspension, and its deadline (raised to let it finish).
-            wanted = {"suspend": resource.spec.suspend, "activeDeadlineSeconds": resource.spec.active_deadline_seconds}
-            now = {"suspend": bool(job["spec"].get("suspend")),
-                   "activeDeadlineSeconds": job["spec"].get("activeDeadlineSeconds")}
+            # What a Job may change: suspension, and while it runs its deadline (raised to let it
+            # finish; an ended Job keeps the one it ran under).
+            wanted: dict[str, Any] = {"suspend": resource.spec.suspend}
+            now: dict[str, Any] = {"suspend": bool(job["spec"].get("suspend"))}
+            if not status.job_ended(job):
+                wanted["activeDeadlineSeconds"] = resource.spec.active_deadline_seconds
+                now["activeDeadlineSeconds"] = job["spec"].get("activeDeadlineSeconds")
             changes = {key: value for key, value in wanted.items() if now[key] != value}
             if changes:
                 job = self.kube.patch_job(namespace, desired, {"spec": changes})

@@ -219,7 +219,8 @@ def _tracked(resource: CsvKafkaImport, observed: Observed, now: datetime) -> tup
     before = {s.index: s for s in previous.shards} if previous.job_name == job_name(resource) else {}
     shards = [stalls.track(before.get(i), _shard(i, job_id, observed.checkpoints.get(job_id)), now)
               for i, job_id in enumerate(resource.spec.shard_job_ids())]
-    if _running(observed.job):
+    job = observed.job
+    if job is not None and not job.get("spec", {}).get("suspend") and not job_ended(job):
         for stall in stalls.find(shards, observed.pods, resource.spec.stall_timeout_seconds, now):
             shards[stall.index] = shards[stall.index].model_copy(update={"stalled_pod": stall.pod})
     # The checkpoint's rate is from before the stall.
@@ -227,13 +228,11 @@ def _tracked(resource: CsvKafkaImport, observed: Observed, now: datetime) -> tup
                  for s in shards)
 
 
-def _running(job: Json | None) -> bool:
-    """The Job exists, is not suspended and has not ended: its pods are meant to be working."""
-    if job is None or job.get("spec", {}).get("suspend"):
-        return False
+def job_ended(job: Json) -> bool:
+    """The Job succeeded or failed (or is about to: its target conditions are set)."""
     ended = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
-    return not any(c.get("type") in ended and c.get("status") == "True"
-                   for c in job.get("status", {}).get("conditions") or [])
+    return any(c.get("type") in ended and c.get("status") == "True"
+               for c in job.get("status", {}).get("conditions") or [])
 
 
 def _stall_message(resource: CsvKafkaImport, shards: Sequence[ShardStatus], restarts: int) -> str | None:

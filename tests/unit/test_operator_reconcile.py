@@ -231,3 +231,8 @@ def test_a_stalled_workers_pod_is_deleted_once_and_the_job_spec_follows_the_dead
     kube.body["spec"]["activeDeadlineSeconds"] = 3600
     reconciler.reconcile(NS, NAME)
     assert kube.jobs[job]["spec"]["activeDeadlineSeconds"] == 3600
+    # An ended Job keeps the deadline it ran under.
+    kube.complete(job)
+    kube.body["spec"]["activeDeadlineSeconds"] = 7200
+    reconciler.reconcile(NS, NAME)
+    assert kube.jobs[job]["spec"]["activeDeadlineSeconds"] == 3600

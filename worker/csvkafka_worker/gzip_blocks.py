@@ -24,8 +24,11 @@ from csvkafka_worker.spec import Compression
 # rapidgzip's chunk: about the distance between two seek points, in decompressed bytes.
 CHUNK_BYTES = 1024 * 1024
 READ_BYTES = 1024 * 1024
-# The map of block starts is copied whole when asked for: ask after this much output at the most.
-POLL_BYTES = 16 * 1024 * 1024
+# The map of block starts is copied whole when asked for, so it is asked for less often as it grows:
+# after 1/64 of the output so far (a resume re-reads at most that share), at least 1 MiB, at most 64 MiB.
+POLL_BYTES = 1024 * 1024
+POLL_MAX = 64 * 1024 * 1024
+POLL_SHARE = 64
 
 
 class ForwardFile(io.RawIOBase):
@@ -92,9 +95,9 @@ def decompressed(chunks: Generator[bytes, None, None], size: int, at: SeekPoint,
     """The decompressed stream of a gzip object from the member start `at` (`chunks` are its bytes from
     there, `size` in all); the deflate blocks it passes go to `index`.
 
-    The map is asked for every `poll_bytes` of output; the points between the output and the
-    decoder's frontier then become seek points as the output passes them (one passed before it
-    was known has no window left to cut, and is left out).
+    The map is asked for after `poll_bytes` of output or more (see POLL_SHARE); the points between
+    the output and the decoder's frontier then become seek points as the output passes them (one
+    passed before it was known has no window left to cut, and is left out).
     """
     history = History(at.offset)
     pending: list[tuple[int, int]] = []  # (decompressed offset, compressed bit), not yet reached
@@ -105,7 +108,7 @@ def decompressed(chunks: Generator[bytes, None, None], size: int, at: SeekPoint,
             rapidgzip.RapidgzipFile(ForwardFile(chunks, size), parallelization=1, chunk_size=chunk_bytes) as gz:
         while chunk := gz.read(read_bytes):
             end = history.offset + len(chunk)
-            if end - polled >= poll_bytes:
+            if end - polled >= min(max(poll_bytes, (end - at.offset) // POLL_SHARE), POLL_MAX):
                 polled = end
                 pending = [(at.offset + offset, at.bit + bit)
                            for bit, offset in sorted(gz.available_block_offsets().items())

@@ -383,3 +383,38 @@ def test_a_shard_of_an_object_overwritten_after_another_shard_started_is_refused
     # Only shard 0's rows, all of the old version.
     delivered = events(first.stderr, "finish")[-1]["rows_sent"]
     assert sum(rows_in(bootstrap_servers, kafka_topic).values()) == delivered
+
+
+@pytest.fixture
+def producer_quota(stack_env: dict[str, str]) -> Iterator[Callable[[str, int], None]]:
+    """Sets a broker-side produce quota (bytes/s) on a client id, with Kafka's own ConfigCommand."""
+    java = ["java", "-Xmx256m", "-cp", f"{stack_env['CSVKAFKA_CACHE']}/kafka/libs/*", "kafka.admin.ConfigCommand",
+            "--bootstrap-server", stack_env["KAFKA_BOOTSTRAP_SERVERS"], "--entity-type", "clients"]
+    limited: list[str] = []
+
+    def limit(client_id: str, bytes_per_second: int) -> None:
+        subprocess.run([*java, "--entity-name", client_id, "--alter", "--add-config",
+                        f"producer_byte_rate={bytes_per_second}"], check=True, capture_output=True, timeout=120)
+        limited.append(client_id)
+
+    yield limit
+    for client_id in limited:
+        subprocess.run([*java, "--entity-name", client_id, "--alter", "--delete-config", "producer_byte_rate"],
+                       check=False, capture_output=True, timeout=120)
+
+
+def test_a_kafka_produce_quota_is_waited_out_and_counted(
+        engine: str, producer_quota: Callable[[str, int], None], s3: Any, s3_bucket: str, kafka_topic: str,
+        checkpoint_table: str, bootstrap_servers: str) -> None:
+    rows = 10_000
+    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(rows))
+    job_id = kafka_topic  # unique: the quota is the client id's, csvkafka-<job id>
+    # The broker measures a client's rate over about ten seconds: ~180 KB at 10 KB/s is held back for
+    # several seconds, with throttle times in its produce responses.
+    producer_quota(f"csvkafka-{job_id}", 10_000)
+    result = run_worker(worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers, topic=kafka_topic,
+                                    table=checkpoint_table, job_id=job_id))
+    assert result.returncode == 0, result.stderr
+    finish = events(result.stderr, "finish")[-1]
+    assert finish["throttled"].get("kafka", 0) > 0, result.stderr[-3000:]
+    assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, rows + 1))

@@ -102,6 +102,25 @@ def test_a_killed_gzip_import_resumes_from_its_seek_point(gzip_job: tuple[Job, i
         assert len(ids) == ROWS
 
 
+def test_sigterm_during_a_gzip_import_stops_cleanly_and_the_resume_duplicates_nothing(
+        gzip_job: tuple[Job, int]) -> None:
+    job, _ = gzip_job
+    worker = subprocess.Popen(job.args(*CHECKPOINTS, "--value-format", "line"), stderr=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, text=True)
+    job.wait_beyond(worker, ROWS // 3)
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=60)
+    # The decoder's threads end with the read: exit 0 and the finish line, no abort at exit.
+    assert worker.returncode == 0, stderr
+    assert events(stderr, "finish")[-1]["state"] == "interrupted"
+    assert "terminate called" not in stderr
+    resumed = run_worker(job.args(*CHECKPOINTS, "--value-format", "line"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert events(resumed.stderr, "start")[0]["read_from"].startswith("seek point at compressed byte")
+    ids = job.ids("read_uncommitted")
+    assert sorted(ids) == list(range(1, ROWS + 1))
+
+
 def test_a_single_zstd_frame_says_its_resume_rereads(s3: Any, dynamodb: Any, s3_bucket: str, kafka_topic: str,
                                                        checkpoint_table: str, bootstrap_servers: str) -> None:
     rows = 20_000

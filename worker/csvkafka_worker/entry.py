@@ -4,6 +4,15 @@
 
 `read(byte)` streams the object from a compressed byte on (a ranged GET); the result is the
 decompressed stream from `point.offset` on, and the points it passes go to `index`.
+
+Shards of one compressed object (not done: shards.check_shardable refuses them) would need the
+same points before any shard starts: gzip's only come from decoding everything before them, so a
+planning pass would decode the object once (rapidgzip can do it in parallel), keep one point per
+shard boundary with its window in that shard's checkpoint item, and give the planner decompressed
+byte ranges and a reader that enters at the point and skips to the range (this module). Objects
+made of many members or frames (bgzip, pigz --independent, pzstd, pbzip2) need no such pass: a
+shard could find the first member start after its nominal compressed byte by its magic, checked
+by decoding a little.
 """
 
 from __future__ import annotations

@@ -38,6 +38,15 @@ if failed ~= nil and failed.status == "True" then
   return hs
 end
 
+-- A worker that hangs is replaced by the operator (each replacement one of the Job's retries):
+-- degraded until its checkpoint moves again, which an operator of the app should see.
+local stalled = condition("Stalled")
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = stalled.reason .. ": " .. stalled.message
+  return hs
+end
+
 local succeeded = condition("Succeeded")
 if succeeded ~= nil and succeeded.status == "True" then
   hs.status = "Healthy"

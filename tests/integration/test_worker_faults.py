@@ -266,6 +266,38 @@ def test_s3_lost_mid_import_ends_with_the_delivered_rows_checkpointed(
     assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, rows + 1))
 
 
+def test_sigterm_while_s3_is_silent_checkpoints_and_stops_at_once(
+        proxies: Any, s3: Any, dynamodb: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
+        bootstrap_servers: str) -> None:
+    rows = 100_000
+    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(rows))
+    proxy = proxies(lambda n, _m, _p: FORWARD if n <= 8 else HANG)
+    args = worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers, topic=kafka_topic,
+                       table=checkpoint_table, job_id="silent", extra=["--range-bytes", "65536"])
+    # The default S3 budget (120 s) is far longer than a pod's grace period.
+    worker = subprocess.Popen(args, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "AWS_ENDPOINT_URL_S3": proxy.url})
+    deadline = time.monotonic() + 60
+    while proxy.requests <= 8:
+        assert worker.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1)
+    stopped_at = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr
+    assert time.monotonic() - stopped_at < 20  # the default shutdown timeout
+    assert events(stderr, "finish")[-1]["state"] == "interrupted"
+    item = checkpoint_item(dynamodb, checkpoint_table, "silent")
+    delivered = int(item["last_line"])
+    assert item["state"] == "interrupted" and 0 < delivered < rows
+    assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, delivered + 1))
+
+    again = run_worker(args)
+    assert again.returncode == 0, again.stderr
+    assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, rows + 1))
+
+
 def test_kafka_that_never_answers_ends_in_exit_75(black_hole: str, s3: Any, s3_bucket: str, kafka_topic: str,
                                                   checkpoint_table: str) -> None:
     s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(10))

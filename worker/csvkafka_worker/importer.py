@@ -34,7 +34,7 @@ from csvkafka_worker.records import Dialect, RecordTooLarge
 from csvkafka_worker.retry import Backoff, Retrier, Service
 from csvkafka_worker.seekpoints import SeekIndex, SeekPoint
 from csvkafka_worker.sink import KafkaSink
-from csvkafka_worker.source import ObjectInfo, RangedReader, SourceChanged, head
+from csvkafka_worker.source import ObjectInfo, RangedReader, ReadInterrupted, SourceChanged, head
 from csvkafka_worker.spec import BadRowAction, Compression, Delivery, ImportSpec, ValueFormat
 from csvkafka_worker.store import CheckpointStore
 from csvkafka_worker.triage import Triage, triage
@@ -210,7 +210,8 @@ class Importer:
     def _chunks(self, info: ObjectInfo, compression: Compression, offset: int, end: int,
                 point: SeekPoint = decompress.START) -> Iterator[bytes]:
         """The (decompressed) stream from `offset` to `end`; a compressed one from `point` at or below `offset`."""
-        reader = RangedReader(self.s3, info, self.s3_retrier, range_bytes=self.run_options.range_bytes)
+        reader = RangedReader(self.s3, info, self.s3_retrier, range_bytes=self.run_options.range_bytes,
+                              interrupt=self.stop)
         if compression is Compression.NONE:
             return _pieces(reader.chunks(offset, end), BLOCK_BYTES)
         raw = entry.entered(lambda byte: self._counted(reader.chunks(byte)), info.size, compression, info.uri,
@@ -353,6 +354,8 @@ class Stream:
                 last = scanner.finish()
                 if last is not None:
                     self.send(last)
+        except ReadInterrupted:
+            interrupted = True
         except RecordTooLarge as error:
             row = self.start_row + error.rows_before + 1
             failure = BadInput(f"row {row} (byte offset {error.offset}) of {self.info.uri} does not end within "

@@ -66,14 +66,26 @@ def head(client: Any, bucket: str, key: str, retrier: Retrier) -> ObjectInfo:
     return ObjectInfo(bucket, key, int(response["ContentLength"]), str(response.get("ETag", "")).strip('"'))
 
 
+class ReadInterrupted(Exception):
+    """The worker was asked to stop while it waited for S3 (a SIGTERM during an outage)."""
+
+
 class RangedReader:
-    """Yields the object's bytes from `start` to `end` (exclusive) in order, prefetching ahead."""
+    """Yields the object's bytes from `start` to `end` (exclusive) in order, prefetching ahead.
+
+    While it waits for S3, a set `interrupt` ends the read with ReadInterrupted (checked every
+    `INTERRUPT_POLL` seconds), so a SIGTERM during an outage does not wait out the retry budget.
+    """
+
+    INTERRUPT_POLL = 0.2
 
     def __init__(self, client: Any, info: ObjectInfo, retrier: Retrier, *, range_bytes: int = 64 * 1024 * 1024,
-                 piece_bytes: int = 1024 * 1024, prefetch: int = 8) -> None:
+                 piece_bytes: int = 1024 * 1024, prefetch: int = 8, interrupt: threading.Event | None = None
+                 ) -> None:
         self._client = client
         self._info = info
         self._retrier = retrier
+        self._interrupt = interrupt or threading.Event()
         self._range_bytes = range_bytes
         self._piece_bytes = min(piece_bytes, range_bytes)
         self._prefetch = prefetch
@@ -85,22 +97,35 @@ class RangedReader:
         pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=self._prefetch)
         cancelled = threading.Event()
 
+        def hand_over(item: bytes | BaseException | None) -> bool:
+            while not cancelled.is_set():
+                try:
+                    pieces.put(item, timeout=self.INTERRUPT_POLL)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def fetch_all() -> None:
             try:
                 for first in range(start, stop, self._range_bytes):
-                    for piece in self._fetch(first, min(first + self._range_bytes, stop)):
-                        if cancelled.is_set():
+                    for piece in self._fetch(first, min(first + self._range_bytes, stop), cancelled):
+                        if not hand_over(piece):
                             return
-                        pieces.put(piece)
-                pieces.put(None)
+                hand_over(None)
             except BaseException as error:  # handed to the consumer, which re-raises it
-                pieces.put(error)
+                hand_over(error)
 
-        fetcher = threading.Thread(target=fetch_all, name="s3-prefetch", daemon=True)
-        fetcher.start()
+        # A daemon: once cancelled it ends by itself (at most one read timeout later), unwaited for.
+        threading.Thread(target=fetch_all, name="s3-prefetch", daemon=True).start()
         try:
             while True:
-                item = pieces.get()
+                try:
+                    item = pieces.get(timeout=self.INTERRUPT_POLL)
+                except queue.Empty:
+                    if self._interrupt.is_set():
+                        raise ReadInterrupted(self._info.uri) from None
+                    continue
                 if item is None:
                     return
                 if isinstance(item, BaseException):
@@ -108,17 +133,12 @@ class RangedReader:
                 yield item
         finally:
             cancelled.set()
-            while fetcher.is_alive():
-                try:
-                    pieces.get_nowait()
-                except queue.Empty:
-                    fetcher.join(0.05)
 
-    def _fetch(self, first: int, stop: int) -> Iterator[bytes]:
+    def _fetch(self, first: int, stop: int, cancelled: threading.Event) -> Iterator[bytes]:
         """The bytes [first, stop) in pieces, from one GET, or more if the body breaks off."""
         at = first
         streak = self._retrier.streak(f"reading {self._info.uri} at byte {first}")
-        while at < stop:
+        while at < stop and not cancelled.is_set():
             try:
                 response = self._client.get_object(Bucket=self._info.bucket, Key=self._info.key,
                                                    Range=f"bytes={at}-{stop - 1}", IfMatch=f'"{self._info.etag}"')

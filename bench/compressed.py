@@ -79,13 +79,14 @@ def ensure_gzip(data: DataFile) -> Path:
 
 def seek_point(path: Path, offset: int) -> SeekPoint:
     """The seek point the worker keeps for a checkpoint at `offset`: the last one its read passes at or below."""
-    def pieces() -> Generator[bytes, None, None]:
+    def read(byte: int) -> Generator[bytes, None, None]:
         with path.open("rb") as file:
+            file.seek(byte)
             while piece := file.read(1024 * 1024):
                 yield piece
 
     index, best, produced = SeekIndex(), START, 0
-    for chunk in gzip_blocks.decompressed(pieces(), path.stat().st_size, START, str(path), index):
+    for chunk in gzip_blocks.decompressed(read, path.stat().st_size, START, str(path), index):
         best = index.best(offset) or best
         produced += len(chunk)
         if produced >= offset:  # every point at or below the offset has been passed

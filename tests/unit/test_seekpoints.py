@@ -62,7 +62,7 @@ def all_points(blob: bytes, compression: Compression, piece: int, poll: int = 1)
 
     read = reader(blob, piece)
     if compression is Compression.GZIP:
-        out = b"".join(gzip_blocks.decompressed(read(0), len(blob), decompress.START, URI, Collect(), CHUNK, poll,
+        out = b"".join(gzip_blocks.decompressed(read, len(blob), decompress.START, URI, Collect(), CHUNK, poll,
                                                 piece))
     else:
         out = b"".join(entry.entered(read, len(blob), compression, URI, decompress.START, Collect()))
@@ -193,16 +193,23 @@ def test_the_index_gives_the_last_point_at_or_below_and_forgets_older_ones() -> 
     assert len(index) == 0
 
 
-def test_forward_file_rereads_what_it_keeps_and_refuses_older_bytes() -> None:
+def test_forward_file_rereads_what_it_keeps_and_opens_a_new_stream_before_that() -> None:
     blob = bytes(range(256)) * 64
-    file = ForwardFile(reader(blob, 1000)(0), len(blob), keep=2048)
+    opened: list[int] = []
+
+    def read(byte: int) -> Generator[bytes, None, None]:
+        opened.append(byte)
+        yield from reader(blob, 1000)(byte)
+
+    file = ForwardFile(read, len(blob), keep=2048)
     assert file.seek(0, 2) == len(blob) and file.seek(0) == 0
     assert file.read(5000) == blob[:5000]
     file.seek(3000)
     assert file.read(100) == blob[3000:3100]
+    assert opened == [0]
     file.seek(100)
-    with pytest.raises(OSError, match="before the 2048 bytes kept"):
-        file.read(10)
+    assert file.read(10) == blob[100:110]
+    assert opened == [0, 100] and file.streams == 2
     file.seek(len(blob) - 10)
     assert file.read(100) == blob[-10:]
     assert file.read(100) == b""

@@ -29,23 +29,18 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def entered(read: Callable[[int], Generator[bytes, None, None]], size: int, compression: Compression, uri: str,
             point: SeekPoint, index: SeekIndex) -> Iterator[bytes]:
-    chunks = read(point.byte)
     if point.kind is Kind.DEFLATE:
+        chunks = read(point.byte)
         first = next(chunks, b"")
         # A deflate block never starts with 0x1f at a byte boundary (block type 3 does not exist): a
         # point there is the header of the next gzip member.
         if point.bit % 8 or not first.startswith(_GZIP_MAGIC):
             return decompress.from_deflate_point(itertools.chain([first], chunks), point, uri, index)
-        chunks = _prepend(first, chunks)
+        chunks.close()
         point = SeekPoint(Kind.STREAM, point.bit, point.offset)
     if compression is Compression.GZIP:
-        return gzip_blocks.decompressed(chunks, size - point.byte, point, uri, index)
-    return decompress.decompressed(chunks, compression, uri, at=point, index=index)
-
-
-def _prepend(first: bytes, rest: Generator[bytes, None, None]) -> Generator[bytes, None, None]:
-    yield first
-    yield from rest
+        return gzip_blocks.decompressed(read, size, point, uri, index)
+    return decompress.decompressed(read(point.byte), compression, uri, at=point, index=index)
 
 
 def description(compression: Compression, point: SeekPoint, offset: int, resuming: bool) -> str:

@@ -3,7 +3,7 @@
 Python's zlib tells nothing of block boundaries; rapidgzip (a maintained C++ decoder) keeps a map
 of them, about one every `chunk_bytes` of output, as compressed bit offset → decompressed offset.
 Each one the output passes becomes a deflate seek point, its window cut from the output. rapidgzip
-reads a file object: `ForwardFile` serves it the forward stream of a ranged GET. Its memory grows
+reads a file object: `ForwardFile` serves it a ranged GET's forward stream. Its memory grows
 with `chunk_bytes` (measured on a 1 GB CSV gzipped: peak RSS 137 MB at 1 MiB, 310 MB at 4 MiB; zlib's
 loop 46 MB); its CPU is zlib's within 20 %.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import rapidgzip
 
@@ -31,23 +31,29 @@ POLL_MAX = 64 * 1024 * 1024
 POLL_SHARE = 64
 
 
-class ForwardFile(io.RawIOBase):
-    """A read-only file over a forward stream of chunks that are `size` bytes in all.
+Read = Callable[[int], Generator[bytes, None, None]]  # the object's bytes from a position on (a ranged GET)
 
-    Reads go forward; the last `keep` bytes stay readable again (a decoder re-reads a little at
-    a block boundary); a seek anywhere only moves the position, so asking for the size (seek to the
-    end, tell) costs nothing. Reads come from rapidgzip's threads: one at a time.
+
+class ForwardFile(io.RawIOBase):
+    """A read-only file of `size` bytes over the forward stream `read(0)`.
+
+    Reads mostly go forward; the last `keep` bytes stay readable again, and a read before them (the
+    decoder going back further, as its threads may) starts a new stream there. A seek only moves the
+    position, so asking for the size (seek to the end, tell) costs nothing. Reads come from
+    rapidgzip's threads: one at a time.
     """
 
-    def __init__(self, chunks: Iterator[bytes], size: int, keep: int = 4 * CHUNK_BYTES) -> None:
+    def __init__(self, read: Read, size: int, keep: int = 4 * CHUNK_BYTES) -> None:
         super().__init__()
-        self._chunks = chunks
+        self._read = read
+        self._chunks = read(0)
         self._size = size
         self._keep = keep
         self._position = 0
         self._buffer = bytearray()
         self._buffer_start = 0
         self._lock = threading.Lock()
+        self.streams = 1  # how many streams were opened: 1 unless the decoder went back
 
     def readable(self) -> bool:
         return True
@@ -66,8 +72,10 @@ class ForwardFile(io.RawIOBase):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         with self._lock:
             if self._position < self._buffer_start:
-                raise OSError(f"read at byte {self._position}, before the {self._keep} bytes kept of a forward "
-                              "stream")
+                self._chunks.close()
+                self._chunks = self._read(self._position)
+                self.streams += 1
+                self._buffer, self._buffer_start = bytearray(), self._position
             want = min(len(buffer), self._size - self._position)
             while self._buffer_start + len(self._buffer) < self._position + want:
                 chunk = next(self._chunks, None)
@@ -88,12 +96,16 @@ class ForwardFile(io.RawIOBase):
             del self._buffer[:excess]
             self._buffer_start += excess
 
+    def close(self) -> None:
+        self._chunks.close()
+        super().close()
 
-def decompressed(chunks: Generator[bytes, None, None], size: int, at: SeekPoint, uri: str, index: SeekIndex,
+
+def decompressed(read: Read, size: int, at: SeekPoint, uri: str, index: SeekIndex,
                  chunk_bytes: int = CHUNK_BYTES, poll_bytes: int = POLL_BYTES, read_bytes: int = READ_BYTES
                  ) -> Iterator[bytes]:
-    """The decompressed stream of a gzip object from the member start `at` (`chunks` are its bytes from
-    there, `size` in all); the deflate blocks it passes go to `index`.
+    """The decompressed stream of a gzip object (`size` bytes, read by `read`) from the member start `at`;
+    the deflate blocks it passes go to `index`.
 
     The map is asked for after `poll_bytes` of output or more (see POLL_SHARE); the points between
     the output and the decoder's frontier then become seek points as the output passes them (one
@@ -103,9 +115,10 @@ def decompressed(chunks: Generator[bytes, None, None], size: int, at: SeekPoint,
     pending: list[tuple[int, int]] = []  # (decompressed offset, compressed bit), not yet reached
     added = at.offset  # the decompressed offset of the last point added
     polled = at.offset - poll_bytes  # the output's end when the map was last asked for
-    with contextlib.closing(chunks), \
+    file = ForwardFile(lambda position: read(at.byte + position), size - at.byte, keep=4 * chunk_bytes)
+    with contextlib.closing(file), \
             corrupt_as_bad_input(Compression.GZIP, uri, (*DECODER_ERRORS, ValueError, RuntimeError)), \
-            rapidgzip.RapidgzipFile(ForwardFile(chunks, size), parallelization=1, chunk_size=chunk_bytes) as gz:
+            rapidgzip.RapidgzipFile(file, parallelization=1, chunk_size=chunk_bytes) as gz:
         while chunk := gz.read(read_bytes):
             end = history.offset + len(chunk)
             if end - polled >= min(max(poll_bytes, (end - at.offset) // POLL_SHARE), POLL_MAX):

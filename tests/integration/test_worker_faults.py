@@ -139,6 +139,14 @@ def checkpoint_item(dynamodb: Any, table: str, job_id: str) -> dict[str, str]:
     return {name: next(iter(value.values())) for name, value in item.items()}
 
 
+def checkpointed_rows(dynamodb: Any, table: str, job_id: str, bootstrap: str, topic: str) -> tuple[dict[str, str], int]:
+    """The job's checkpoint item and its rows consumed, which are exactly the topic's rows, each once."""
+    item = checkpoint_item(dynamodb, table, job_id)
+    delivered = int(item["last_line"])
+    assert rows_in(bootstrap, topic) == Counter(range(1, delivered + 1))
+    return item, delivered
+
+
 def scrape(port: int) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
@@ -238,13 +246,22 @@ def test_dynamodb_that_never_answers_ends_within_its_budget(black_hole: str, s3:
     assert time.monotonic() - started < 4 + 2 + 15
 
 
+SILENT_ROWS = 100_000
+
+
+@pytest.fixture
+def s3_silent_mid_import(proxies: Any, s3: Any, s3_bucket: str) -> FaultProxy:
+    """in.csv of SILENT_ROWS rows, behind a proxy where the HEAD, the preamble's GET and six 64 KiB ranges
+    answer; then S3 goes silent."""
+    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(SILENT_ROWS))
+    proxy: FaultProxy = proxies(lambda n, _m, _p: FORWARD if n <= 8 else HANG)
+    return proxy
+
+
 def test_s3_lost_mid_import_ends_with_the_delivered_rows_checkpointed(
-        proxies: Any, s3: Any, dynamodb: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
+        s3_silent_mid_import: FaultProxy, dynamodb: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
         bootstrap_servers: str) -> None:
-    rows = 100_000
-    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(rows))
-    # HEAD, the preamble's GET and six 64 KiB ranges answer; then S3 goes silent.
-    proxy = proxies(lambda n, _m, _p: FORWARD if n <= 8 else HANG)
+    rows, proxy = SILENT_ROWS, s3_silent_mid_import
     result = run_worker(worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers, topic=kafka_topic,
                                     table=checkpoint_table, job_id="s3-lost",
                                     extra=["--range-bytes", "65536", "--s3-retry-seconds", "4"]),
@@ -253,11 +270,9 @@ def test_s3_lost_mid_import_ends_with_the_delivered_rows_checkpointed(
     message = last_error_line(result.stderr)
     assert re.match(rf"S3 failed reading s3://{s3_bucket}/in.csv at byte \d+ \d+ times in \d+s, its retry budget of "
                     r"4s is spent \(last error: Read timeout", message), message
-    item = checkpoint_item(dynamodb, checkpoint_table, "s3-lost")
+    item, delivered = checkpointed_rows(dynamodb, checkpoint_table, "s3-lost", bootstrap_servers, kafka_topic)
     assert (item["state"], item["reason"]) == ("failed", "S3Unavailable")
-    delivered = int(item["last_line"])
     assert 0 < delivered < rows and int(item["total_sent"]) == delivered
-    assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, delivered + 1))
 
     # Once S3 is back, the next attempt finishes the import.
     again = run_worker(worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers, topic=kafka_topic,
@@ -267,11 +282,9 @@ def test_s3_lost_mid_import_ends_with_the_delivered_rows_checkpointed(
 
 
 def test_sigterm_while_s3_is_silent_checkpoints_and_stops_at_once(
-        proxies: Any, s3: Any, dynamodb: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
+        s3_silent_mid_import: FaultProxy, dynamodb: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
         bootstrap_servers: str) -> None:
-    rows = 100_000
-    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(rows))
-    proxy = proxies(lambda n, _m, _p: FORWARD if n <= 8 else HANG)
+    rows, proxy = SILENT_ROWS, s3_silent_mid_import
     args = worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers, topic=kafka_topic,
                        table=checkpoint_table, job_id="silent", extra=["--range-bytes", "65536"])
     # The default S3 budget (120 s) is far longer than a pod's grace period.
@@ -288,10 +301,8 @@ def test_sigterm_while_s3_is_silent_checkpoints_and_stops_at_once(
     assert worker.returncode == 0, stderr
     assert time.monotonic() - stopped_at < 20  # the default shutdown timeout
     assert events(stderr, "finish")[-1]["state"] == "interrupted"
-    item = checkpoint_item(dynamodb, checkpoint_table, "silent")
-    delivered = int(item["last_line"])
+    item, delivered = checkpointed_rows(dynamodb, checkpoint_table, "silent", bootstrap_servers, kafka_topic)
     assert item["state"] == "interrupted" and 0 < delivered < rows
-    assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, delivered + 1))
 
     again = run_worker(args)
     assert again.returncode == 0, again.stderr
@@ -345,12 +356,10 @@ def test_an_object_overwritten_mid_import_stops_with_what_was_delivered_checkpoi
         f"s3://{s3_bucket}/in.csv was overwritten since this import started (ETag is no longer {etag}); the rows "
         "delivered so far are in the checkpoint. Reset the import to load the new version (kubectl csvimport reset, "
         "or csvkafka checkpoint delete), or restore the old version")
-    item = checkpoint_item(dynamodb, checkpoint_table, "changed")
-    assert (item["state"], item["reason"], item["source_etag"]) == ("failed", "SourceChanged", etag)
-    delivered = int(item["last_line"])
-    assert 0 < delivered < rows
     # Only rows of the old version, each once, exactly those the checkpoint counts.
-    assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, delivered + 1))
+    item, delivered = checkpointed_rows(dynamodb, checkpoint_table, "changed", bootstrap_servers, kafka_topic)
+    assert (item["state"], item["reason"], item["source_etag"]) == ("failed", "SourceChanged", etag)
+    assert 0 < delivered < rows
 
 
 def test_a_resume_against_an_overwritten_object_is_refused(
@@ -381,10 +390,8 @@ def test_a_resume_against_an_overwritten_object_is_refused(
     assert result.returncode == ExitCode.BAD_INPUT, result.stderr
     assert last_error_line(result.stderr).startswith(
         f"s3://{s3_bucket}/in.csv was overwritten since this import started (ETag {etag} → {new_etag}); ")
-    delivered = int(interrupted["last_line"])
-    after = checkpoint_item(dynamodb, checkpoint_table, "resumed")
-    assert (after["state"], after["reason"], int(after["last_line"])) == ("failed", "SourceChanged", delivered)
-    assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, delivered + 1))
+    after, delivered = checkpointed_rows(dynamodb, checkpoint_table, "resumed", bootstrap_servers, kafka_topic)
+    assert (after["state"], after["reason"], delivered) == ("failed", "SourceChanged", int(interrupted["last_line"]))
 
 
 def checkpoint_item_or_empty(dynamodb: Any, table: str, job_id: str) -> dict[str, str]:

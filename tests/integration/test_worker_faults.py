@@ -326,13 +326,13 @@ def slowly(_n: int, _method: str, _path: str) -> str:
     return FORWARD
 
 
-def overwrite_on(s3: Any, bucket: str, request: int) -> Callable[[int, str, str], str]:
-    """Forwards every request, slowly, and overwrites the object just before the `request`-th."""
+def change_on(request: int, change: Callable[[], object]) -> Callable[[int, str, str], str]:
+    """Forwards every request, slowly, and changes the object just before the `request`-th."""
 
     def decide(n: int, _method: str, _path: str) -> str:
         time.sleep(0.05)
         if n == request:
-            s3.put_object(Bucket=bucket, Key="in.csv", Body=csv_body(10))
+            change()
         return FORWARD
 
     return decide
@@ -345,7 +345,7 @@ def test_an_object_overwritten_mid_import_stops_with_what_was_delivered_checkpoi
     rows = 100_000
     s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(rows))
     etag = s3.head_object(Bucket=s3_bucket, Key="in.csv")["ETag"].strip('"')
-    proxy = proxies(overwrite_on(s3, s3_bucket, 10))
+    proxy = proxies(change_on(10, lambda: s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(10))))
     result = run_worker(worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers, topic=kafka_topic,
                                     table=checkpoint_table, job_id="changed",
                                     extra=["--range-bytes", "65536", "--checkpoint-every-rows", "5000",
@@ -360,6 +360,21 @@ def test_an_object_overwritten_mid_import_stops_with_what_was_delivered_checkpoi
     item, delivered = checkpointed_rows(dynamodb, checkpoint_table, "changed", bootstrap_servers, kafka_topic)
     assert (item["state"], item["reason"], item["source_etag"]) == ("failed", "SourceChanged", etag)
     assert 0 < delivered < rows
+
+
+def test_an_object_deleted_mid_import_stops_with_what_was_delivered_checkpointed(
+        proxies: Any, s3: Any, dynamodb: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
+        bootstrap_servers: str) -> None:
+    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(100_000))
+    proxy = proxies(change_on(10, lambda: s3.delete_object(Bucket=s3_bucket, Key="in.csv")))
+    result = run_worker(worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers, topic=kafka_topic,
+                                    table=checkpoint_table, job_id="deleted", extra=["--range-bytes", "65536"]),
+                        env={"AWS_ENDPOINT_URL_S3": proxy.url})
+    assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+    assert last_error_line(result.stderr) == (f"source object s3://{s3_bucket}/in.csv does not exist; check "
+                                              "source.uri (bucket, key, and the region of the bucket)")
+    item, delivered = checkpointed_rows(dynamodb, checkpoint_table, "deleted", bootstrap_servers, kafka_topic)
+    assert (item["state"], item["reason"]) == ("failed", "SourceNotFound") and delivered > 0
 
 
 def test_a_resume_against_an_overwritten_object_is_refused(

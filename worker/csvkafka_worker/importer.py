@@ -45,6 +45,8 @@ from csvkafka_worker.watermark import Counts, DeliveryWatermark, Position
 BLOCK_BYTES = 1024 * 1024
 # The end of a range that runs to the end of the object, whatever its (decompressed) size.
 _UNBOUNDED = 2**63
+# Why a read of the source may stop in the middle of an import.
+_SOURCE_STOPPED = (Reason.SOURCE_CHANGED, Reason.SOURCE_NOT_FOUND, Reason.SOURCE_ACCESS_DENIED, Reason.S3_UNAVAILABLE)
 
 
 @dataclass(frozen=True)
@@ -364,12 +366,12 @@ class Stream:
             # The rows before it are delivered and checkpointed; the import stops there.
             self.finish(State.FAILED, message=str(failure), reason=failure.reason)
             raise failure from error
-        except (SourceChanged, Infrastructure) as error:
-            if error.reason not in (Reason.SOURCE_CHANGED, Reason.S3_UNAVAILABLE):
+        except WorkerError as error:
+            if error.reason not in _SOURCE_STOPPED:
                 raise
-            # The source stopped (overwritten, or S3 gone past its budget): the rows read before are
-            # delivered and checkpointed, unless Kafka or DynamoDB fail too (the source's error is the
-            # one to report either way).
+            # The source stopped (overwritten, deleted, access revoked, or S3 gone past its budget): the
+            # rows read before are delivered and checkpointed, unless Kafka or DynamoDB fail too (the
+            # source's error is the one to report either way).
             with contextlib.suppress(WorkerError):
                 self.finish(State.FAILED, message=str(error), reason=error.reason)
             raise

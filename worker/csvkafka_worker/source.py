@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from csvkafka_worker import aws
-from csvkafka_worker.errors import BadInput, Infrastructure, Reason
+from csvkafka_worker.errors import BadInput, Infrastructure, Reason, WorkerError
 from csvkafka_worker.retry import Retrier
 
 
@@ -55,15 +55,20 @@ def head(client: Any, bucket: str, key: str, retrier: Retrier) -> ObjectInfo:
         response = retrier.call(lambda: client.head_object(Bucket=bucket, Key=key), aws.transient,
                                 f"HEAD s3://{bucket}/{key}")
     except ClientError as error:
-        code = aws.error_code(error)
-        if code in ("404", "NoSuchKey", "NotFound"):
-            raise BadInput(f"source object s3://{bucket}/{key} does not exist; check source.uri "
-                           "(bucket, key, and the region of the bucket)", reason=Reason.SOURCE_NOT_FOUND) from error
-        if code in ("403", "AccessDenied", "Forbidden"):
-            raise BadInput(f"access to s3://{bucket}/{key} is denied; grant s3:GetObject on it to the worker's "
-                           "role (IRSA)", reason=Reason.SOURCE_ACCESS_DENIED) from error
-        raise Infrastructure(f"S3 refused HEAD s3://{bucket}/{key}: {error}", reason=Reason.S3_UNAVAILABLE) from error
+        raise refused(error, f"s3://{bucket}/{key}", "HEAD") from error
     return ObjectInfo(bucket, key, int(response["ContentLength"]), str(response.get("ETag", "")).strip('"'))
+
+
+def refused(error: ClientError, uri: str, what: str) -> WorkerError:
+    """The worker's error for an S3 answer that another attempt would not change."""
+    code = aws.error_code(error)
+    if code in ("404", "NoSuchKey", "NotFound"):
+        return BadInput(f"source object {uri} does not exist; check source.uri (bucket, key, and the region of the "
+                        "bucket)", reason=Reason.SOURCE_NOT_FOUND)
+    if code in ("403", "AccessDenied", "Forbidden"):
+        return BadInput(f"access to {uri} is denied; grant s3:GetObject on it to the worker's role (IRSA)",
+                        reason=Reason.SOURCE_ACCESS_DENIED)
+    return Infrastructure(f"S3 refused {what} {uri}: {error}", reason=Reason.S3_UNAVAILABLE)
 
 
 class ReadInterrupted(Exception):
@@ -157,5 +162,7 @@ class RangedReader:
                     raise SourceChanged(self._info.uri, self._info.etag) from error
                 kind = aws.transient(error)
                 if kind is None:
+                    if isinstance(error, ClientError):
+                        raise refused(error, self._info.uri, f"GET (byte {at})") from error
                     raise
                 streak.failed(error, kind)

@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 
 from csvkafka_worker.checkpoint import Checkpoint, State, shard_job_id
-from csvkafka_worker.errors import ConfigError, StoppedWhileWaiting, WorkerError
+from csvkafka_worker.errors import ConfigError, Reason, StoppedWhileWaiting, WorkerError
 from csvkafka_worker.exit_codes import ExitCode
 from csvkafka_worker.options import add_flags, parse
 from csvkafka_worker.progress import log_line
@@ -92,6 +93,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _fail(error: WorkerError, job_id: str) -> int:
+    if error.reason is Reason.INTERNAL_ERROR and error.__cause__ is not None:
+        traceback.print_exception(error.__cause__, file=sys.stderr)
     log_line(sys.stderr, "error", level="error", job=job_id, reason=error.reason, exit_code=int(error.exit_code),
              message=str(error))
     print(f"csvkafka: error: {error}", file=sys.stderr)

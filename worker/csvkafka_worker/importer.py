@@ -128,8 +128,11 @@ class Importer:
             self._stop_failed(error)
             raise
         except Exception as error:
-            self._stop_failed(Infrastructure(f"unexpected error: {error!r}", reason=Reason.INTERNAL_ERROR))
-            raise
+            failure = Infrastructure(f"unexpected error: {error!r}; this is a bug in csvkafka, please report it with "
+                                     "the traceback above; the import resumes from its last checkpoint when the Job "
+                                     "retries", reason=Reason.INTERNAL_ERROR)
+            self._stop_failed(failure)
+            raise failure from error
 
     def close(self) -> None:
         """Destroys the Kafka producer (if any) now rather than at exit."""

@@ -44,11 +44,11 @@ def test_latency_delays_each_response(toxiproxy: Toxiproxy, s3_proxied: Any, s3_
     def head() -> None:
         s3_proxied.head_bucket(Bucket=s3_bucket)
 
-    assert timed(head) < 0.4
-    toxiproxy.latency("s3", 600)
-    assert timed(head) >= 0.6
+    assert timed(head) < 1.0
+    toxiproxy.latency("s3", 1000)
+    assert timed(head) >= 1.0
     toxiproxy.reset()
-    assert timed(head) < 0.4
+    assert timed(head) < 1.0
 
 
 def test_reset_peer_cuts_every_connection(toxiproxy: Toxiproxy, dynamodb_proxied: Any) -> None:
@@ -105,7 +105,7 @@ def test_disable_for_makes_a_service_unreachable_for_n_seconds(toxiproxy: Toxipr
         while not reachable(dynamodb_proxied):
             assert time.monotonic() < down_since + 10, "the proxy was never enabled again"
             time.sleep(0.1)
-        assert 2.0 < time.monotonic() - down_since < 4.5
+        assert 2.0 < time.monotonic() - down_since < 6.0
     finally:
         outage.join(10)
     assert toxiproxy.proxies()["dynamodb"].enabled

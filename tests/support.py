@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,22 @@ def consume_all(bootstrap: str, topic: str, *, isolation: str = "read_committed"
     finally:
         consumer.close()
     return records
+
+
+@contextlib.contextmanager
+def new_topics(bootstrap: str, count: int) -> Iterator[list[str]]:
+    """`count` topics of one partition, with the cluster's replication defaults; deleted at the end."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [f"topic-{uuid.uuid4().hex[:10]}" for _ in range(count)]
+    for future in admin.create_topics([NewTopic(name, num_partitions=1) for name in names]).values():
+        future.result(30)
+    try:
+        yield names
+    finally:
+        for future in admin.delete_topics(names).values():
+            future.result(30)
 
 
 def worker_args(*, source: str, bootstrap: str, topic: str, table: str, job_id: str, extra: list[str] | None = None

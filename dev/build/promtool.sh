@@ -13,6 +13,6 @@ PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}
 release=${PROMTOOL_VERSION#v0.}
 release=3.$((10#${release%%.*} - 300)).${release#*.}
 GOTOOLCHAIN=${GOTOOLCHAIN:-auto} exec "$(dirname "$0")/go-install.sh" promtool "$PROMTOOL_VERSION" \
-  "Prometheus $release; the first time about 800 MB of modules, some shared with Kubernetes, and 10-30 minutes of compiling on two busy cores" \
+  "Prometheus $release; the first time about 800 MB of modules, some shared with Kubernetes, and about 17 minutes of compiling on two busy cores" \
   "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" -tags remove_all_sd \
   -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release -X github.com/prometheus/common/version.Branch=HEAD"

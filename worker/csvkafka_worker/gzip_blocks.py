@@ -4,8 +4,8 @@ Python's zlib tells nothing of block boundaries; rapidgzip (a maintained C++ dec
 of them, about one every `chunk_bytes` of output, as compressed bit offset → decompressed offset.
 Each one the output passes becomes a deflate seek point, its window cut from the output. rapidgzip
 reads a file object: `ForwardFile` serves it a ranged GET's forward stream. Its memory grows
-with `chunk_bytes` (measured on a 1 GB CSV gzipped: peak RSS 137 MB at 1 MiB, 310 MB at 4 MiB; zlib's
-loop 46 MB); its CPU is zlib's within 20 %.
+with `chunk_bytes` (measured on a 1 GB CSV gzipped: peak RSS 141 MB at 1 MiB, 342 MB at 4 MiB; zlib's
+loop 46 MB); its CPU is zlib's within 15 % (docs/benchmarks.md).
 """
 
 from __future__ import annotations

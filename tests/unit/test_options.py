@@ -96,3 +96,20 @@ def test_the_default_doublequote_follows_the_escape_character() -> None:
     plain, _ = parse_argv(MINIMAL)
     escaped, _ = parse_argv([*MINIMAL, "--escape", "\\"])
     assert plain.source.csv.doubled_quotes is True and escaped.source.csv.doubled_quotes is False
+
+
+def test_retry_budgets_come_from_flags_or_the_environment_and_round_trip() -> None:
+    spec, _ = parse_argv([*MINIMAL, "--s3-retry-seconds", "30", "--kafka-retry-seconds", "600"],
+                         {"CSVKAFKA_DYNAMODB_RETRY_SECONDS": "45"})
+    assert (spec.retry.s3_seconds, spec.retry.dynamodb_seconds, spec.retry.kafka_seconds) == (30, 45, 600)
+    args = to_cli_args(spec)
+    assert args[args.index("--dynamodb-retry-seconds") + 1] == "45.0"
+    again, _ = parse_argv(args)
+    assert again == spec
+    assert "--s3-retry-seconds" not in to_cli_args(parse_argv(MINIMAL)[0])  # defaults are not rendered
+
+
+def test_a_retry_budget_out_of_range_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"^--kafka-retry-seconds \(CSVKAFKA_KAFKA_RETRY_SECONDS\): Input should be "
+                                          r"greater than or equal to 1"):
+        parse_argv([*MINIMAL, "--kafka-retry-seconds", "0.5"])

@@ -123,15 +123,24 @@ def test_sigterm_during_a_gzip_import_stops_cleanly_and_the_resume_duplicates_no
 
 def test_a_single_zstd_frame_says_its_resume_rereads(s3: Any, dynamodb: Any, s3_bucket: str, kafka_topic: str,
                                                        checkpoint_table: str, bootstrap_servers: str) -> None:
-    rows = 20_000
+    rows = 200_000
     s3.put_object(Bucket=s3_bucket, Key="data.csv.zst", Body=zstandard.ZstdCompressor().compress(body(rows)))
     job = Job(s3, dynamodb, s3_bucket, "data.csv.zst", kafka_topic, checkpoint_table, bootstrap_servers)
     dynamodb.put_item(TableName=checkpoint_table, Item={
         "job_id": {"S": "job"}, "last_line": {"N": "15000"}, "total_sent": {"N": "15000"},
         "timestamp": {"N": str(int(time.time()))}})
-    result = run_worker(job.args("--value-format", "line"))
-    assert result.returncode == 0, result.stderr
-    start = events(result.stderr, "start")[0]
-    assert "resume re-reads from byte 0" in start["read_from"]
-    assert "single zstd frame cannot be entered in the middle" in start["read_from"]
+    worker = subprocess.Popen(job.args("--value-format", "line", "--checkpoint-every-seconds", "0.1"),
+                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    # While it runs, its checkpoint item (which the operator shows in the resource's status) says so too.
+    messages = set()
+    deadline = time.monotonic() + 120
+    while worker.poll() is None and time.monotonic() < deadline:
+        messages.add(job.item().get("message", {}).get("S", ""))
+        time.sleep(0.05)
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 0, stderr
+    start = events(stderr, "start")[0]
+    assert start["read_from"] == "resume re-reads from byte 0: no zstd frame start kept before offset " \
+                                 f"{start['offset']} (a single zstd frame cannot be entered in the middle)"
+    assert start["read_from"] in messages
     assert job.ids("read_committed") == list(range(15_001, rows + 1))

@@ -191,10 +191,13 @@ class Importer:
             range_start=span.start,
             bytes_total=min(span.end, info.size) - span.start if compression is Compression.NONE else None)
         point = self._seek_point(checkpoint, info, start.offset)
+        read_from = entry.description(compression, point, start.offset, start.row > 0)
+        if compression is not Compression.NONE and point is decompress.START and start.row > 0:
+            # Saved with the next checkpoint: the operator shows a running shard's message in the status.
+            self.checkpoints.current = self.checkpoints.current.advanced(message=read_from)
         self.progress.event("start", source=info.uri, etag=info.etag, size=info.size, compression=compression.value,
                             row=start.row, offset=start.offset, delivery=self.spec.delivery.value,
-                            engine=self.engine.name, engine_reason=self._engine_why,
-                            read_from=entry.description(compression, point, start.offset, start.row > 0))
+                            engine=self.engine.name, engine_reason=self._engine_why, read_from=read_from)
         stream = Stream(self, info, self.sink, preamble, span, start, counts)
         return stream.run(self._chunks(info, compression, start.offset, span.end, point))
 

@@ -47,10 +47,13 @@ def test_user_properties_override_the_throughput_defaults() -> None:
 
 
 @pytest.mark.parametrize(("budget", "message_ms", "transaction_ms"), [(120, 120_000, 120_000), (5, 5_000, 60_000),
-                                                                      (900, 900_000, 900_000)])
+                                                                      (900, 900_000, 900_000),
+                                                                      (3600, 900_000, 900_000)])
 def test_a_rows_delivery_timeout_is_the_kafka_retry_budget(budget: float, message_ms: int,
                                                            transaction_ms: int) -> None:
-    # A transaction spans a checkpoint interval, so it never times out sooner than a minute.
+    # A transaction spans a checkpoint interval, so it never times out sooner than a minute, nor later than
+    # the brokers allow.
     config = producer_config(SinkSpec(bootstrap_servers="b:9092", topic="t"), "c", "csvkafka-j", budget)
     assert (config["message.timeout.ms"], config["transaction.timeout.ms"]) == (message_ms, transaction_ms)
-    assert "transaction.timeout.ms" not in producer_config(SinkSpec(bootstrap_servers="b", topic="t"), "c", None, 5)
+    at_least_once = producer_config(SinkSpec(bootstrap_servers="b", topic="t"), "c", None, 3600)
+    assert "transaction.timeout.ms" not in at_least_once and at_least_once["message.timeout.ms"] == 3_600_000

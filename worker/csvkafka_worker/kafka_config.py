@@ -24,8 +24,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "queue.buffering.max.kbytes": 16_384,
     "socket.keepalive.enable": True,
 }
-# The shortest transaction timeout: a transaction lasts a checkpoint interval, whatever the budget.
+# The shortest transaction timeout: a transaction lasts a checkpoint interval, whatever the budget;
+# and the longest the brokers accept by default (transaction.max.timeout.ms, on MSK too).
 MIN_TRANSACTION_MS = 60_000
+MAX_TRANSACTION_MS = 900_000
 
 
 def security(auth: AuthSpec) -> dict[str, Any]:
@@ -70,6 +72,9 @@ def producer_config(sink: SinkSpec, client_id: str, transactional_id: str | None
     """The producer's settings; sink.producer overrides them (those that weaken delivery are refused
     by the spec, producer_guard.py)."""
     timeout_ms = int(budget_seconds * 1000)
+    if transactional_id is not None:
+        # librdkafka wants a row's timeout within its transaction's.
+        timeout_ms = min(timeout_ms, MAX_TRANSACTION_MS)
     config = {**client_base(sink, client_id), **PRODUCER_DEFAULTS, "message.timeout.ms": timeout_ms}
     if transactional_id is not None:
         config["transactional.id"] = transactional_id

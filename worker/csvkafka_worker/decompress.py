@@ -3,10 +3,10 @@
 A compressed stream is entered in the middle only at a seek point (seekpoints.py): a resume at
 decompressed offset N starts at the last point at or below N that its checkpoint kept, and discards
 the bytes between that point and N. gzip is read with rapidgzip (gzip_blocks.py), which reports where
-its deflate blocks start, so a gzip point lies no further back than 1/64 of N or 64 MiB; zstd frames,
-bz2 streams and gzip members
-are points too (multi-frame and multi-member objects), but a single zstd frame or bz2 stream has no
-point after its start: its resume reads it from byte 0 (measured in docs/benchmarks.md).
+its deflate blocks start, so a gzip point lies no further back than 1/64 of N or 64 MiB; zstd
+frames, bz2 streams and gzip members are points too (multi-frame and multi-member objects), but a
+single zstd frame or bz2 stream has no point after its start: its resume reads it from byte 0
+(measured in docs/benchmarks.md).
 Concatenated members/frames/streams (as `cat a.gz b.gz` makes) are read through. This module's
 zlib/zstandard/bz2 loop is the reference the other paths are tested against.
 """

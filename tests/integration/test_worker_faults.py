@@ -30,14 +30,16 @@ from tests.support import consume_all, events, last_error_line, run_worker, work
 
 pytestmark = pytest.mark.integration
 
-FORWARD, THROTTLE, HANG = "forward", "throttle", "hang"
+FORWARD, THROTTLE, SLOW_DOWN, HANG = "forward", "throttle", "slow-down", "hang"
 THROTTLED_BODY = (b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",'
                   b'"message":"The level of configured provisioned throughput for the table was exceeded."}')
+SLOW_DOWN_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+                  b'<Message>Please reduce your request rate.</Message></Error>')
 
 
 class FaultProxy:
-    """Forwards each HTTP request to moto, answers it with DynamoDB's throttling error, or never answers,
-    as `decide(n, method, path)` says for the n-th request (from 1)."""
+    """Forwards each HTTP request to moto, answers it with DynamoDB's or S3's throttling error, or never
+    answers, as `decide(n, method, path)` says for the n-th request (from 1)."""
 
     def __init__(self, upstream: str, decide: Callable[[int, str, str], str]) -> None:
         target = urllib.parse.urlsplit(upstream)
@@ -64,10 +66,13 @@ class FaultProxy:
                     proxy.released.wait()
                     self.close_connection = True
                     return
-                if action == THROTTLE:
+                if action in (THROTTLE, SLOW_DOWN):
                     with lock:
                         proxy.throttled += 1
-                    self._answer(400, [("Content-Type", "application/x-amz-json-1.0")], THROTTLED_BODY)
+                    if action == THROTTLE:
+                        self._answer(400, [("Content-Type", "application/x-amz-json-1.0")], THROTTLED_BODY)
+                    else:
+                        self._answer(503, [("Content-Type", "application/xml")], SLOW_DOWN_BODY)
                     return
                 upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
                 upstream_conn.request(self.command, self.path, body, dict(self.headers.items()))
@@ -177,6 +182,22 @@ def test_dynamodb_throttling_is_retried_counted_and_the_import_is_exact(
     finish = events(result.stderr, "finish")[-1]
     assert finish["throttled"] == {"dynamodb": 8}
     assert finish["rows_sent"] == rows
+    assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, rows + 1))
+
+
+def test_s3_slow_down_is_retried_counted_and_the_import_is_exact(
+        proxies: Any, s3: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
+        bootstrap_servers: str) -> None:
+    rows = 60_000
+    s3.put_object(Bucket=s3_bucket, Key="in.csv", Body=csv_body(rows))
+    # Every other ranged GET after the preamble's answers 503 SlowDown once, five in all.
+    proxy = proxies(lambda n, _m, _p: SLOW_DOWN if n in (3, 5, 7, 9, 11) else FORWARD)
+    result = run_worker(worker_args(source=f"s3://{s3_bucket}/in.csv", bootstrap=bootstrap_servers, topic=kafka_topic,
+                                    table=checkpoint_table, job_id="slow-down", extra=["--range-bytes", "65536"]),
+                        env={"AWS_ENDPOINT_URL_S3": proxy.url})
+    assert result.returncode == 0, result.stderr
+    assert proxy.throttled == 5
+    assert events(result.stderr, "finish")[-1]["throttled"] == {"s3": 5}
     assert rows_in(bootstrap_servers, kafka_topic) == Counter(range(1, rows + 1))
 
 

@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support import consume_all, evict_pod
+from tests.support import consume_all, evict_pod, new_topics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "dev"))
 
@@ -96,6 +97,29 @@ def make_import(ns: str, kafka_topic: str, checkpoint_table: str, bootstrap_serv
     yield manifest
     # Before the namespace, topic and table go: no worker may outlive them.
     kubectl("delete", "csvimports", "--all", "-n", ns, "--timeout=60s", check=False)
+
+
+@dataclass(frozen=True)
+class Sink:
+    """Where an import writes: a cluster's bootstrap servers and a topic of the test's own."""
+
+    bootstrap: str
+    topic: str
+
+    def spec(self, **changes: Any) -> dict[str, Any]:
+        return {"bootstrapServers": self.bootstrap, "topic": self.topic, **changes}
+
+
+@pytest.fixture(params=["one-broker", "three-brokers"])
+def sink(request: pytest.FixtureRequest, stack_env: dict[str, str]) -> Iterator[Sink]:
+    """The test runs once on the stack's broker and once on its three-broker cluster (RF 3,
+    min.insync.replicas=2, like MSK; reached through Toxiproxy, which passes everything through)."""
+    if request.param == "one-broker":
+        yield Sink(stack_env["KAFKA_BOOTSTRAP_SERVERS"], request.getfixturevalue("kafka_topic"))
+        return
+    bootstrap = stack_env["CSVKAFKA_KAFKA_HA_BOOTSTRAP"]
+    with new_topics(bootstrap, 1) as [topic]:
+        yield Sink(bootstrap, topic)
 
 
 def apply(manifest: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -207,22 +231,22 @@ INTERRUPTED_ROWS = 400_000
 
 
 def start_interruptible_import(ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]],
-                               delivery: str) -> str:
+                               delivery: str, sink: Sink) -> str:
     """Starts the import and waits for its first checkpoint; returns its pod (`pod/…`)."""
     apply(make_import(upload(csv_rows(INTERRUPTED_ROWS)), capacity="spot", delivery=delivery,
-                      sink={"producer": THROTTLE}, checkpoint={"everySeconds": 1}))
+                      sink=sink.spec(producer=THROTTLE), checkpoint={"everySeconds": 1}))
     wait_until(lambda: get(ns, "people").get("status", {}).get("recordsSent", 0) > 0, what="a first checkpoint")
     [pod] = kubectl("get", "pods", "-n", ns, "-l", "csvkafka.io/import=people", "-o", "name").stdout.split()
     return pod
 
 
-def assert_finished_without_loss(ns: str, bootstrap: str, topic: str, delivery: str) -> None:
+def assert_finished_without_loss(ns: str, sink: Sink, delivery: str) -> None:
     """Succeeded, the interruption not counted as a failure, every row in the topic (once: exactly-once)."""
     status = wait_for(ns, "people", "Succeeded", timeout=300)
     assert status["recordsSent"] == INTERRUPTED_ROWS
     job = json.loads(kubectl("get", "job", status["jobName"], "-n", ns, "-o", "json").stdout)
     assert job["status"].get("failed", 0) == 0
-    sent = rows_in(bootstrap, topic)
+    sent = rows_in(sink.bootstrap, sink.topic)
     assert set(sent) == set(range(1, INTERRUPTED_ROWS + 1))
     if delivery == "exactly-once":
         assert len(sent) == INTERRUPTED_ROWS
@@ -230,21 +254,21 @@ def assert_finished_without_loss(ns: str, bootstrap: str, topic: str, delivery: 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_a_spot_interruption_neither_fails_the_job_nor_loses_a_row(
-        ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], kafka_topic: str,
-        bootstrap_servers: str, kube_client: Any, delivery: str) -> None:
+        ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], sink: Sink,
+        kube_client: Any, delivery: str) -> None:
     from kubernetes import client
 
-    pod = start_interruptible_import(ns, upload, make_import, delivery)
+    pod = start_interruptible_import(ns, upload, make_import, delivery, sink)
     evict_pod(client.CoreV1Api(kube_client), ns, pod.removeprefix("pod/"))
     assert get(ns, "people")["status"]["recordsRead"] < INTERRUPTED_ROWS
-    assert_finished_without_loss(ns, bootstrap_servers, kafka_topic, delivery)
+    assert_finished_without_loss(ns, sink, delivery)
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_a_lost_spot_node_s_worker_is_replaced_and_no_row_is_lost(
-        ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], kafka_topic: str,
-        bootstrap_servers: str, delivery: str) -> None:
-    first = start_interruptible_import(ns, upload, make_import, delivery)
+        ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], sink: Sink,
+        delivery: str) -> None:
+    first = start_interruptible_import(ns, upload, make_import, delivery, sink)
     layout = Layout.from_env()
     # The instance is gone at once: kubelet, containerd and the worker SIGKILLed, nothing told.
     node = stack_nodes.lose(layout, "spot")
@@ -261,25 +285,24 @@ def test_a_lost_spot_node_s_worker_is_replaced_and_no_row_is_lost(
     finally:
         # The node group replaces the instance: a new node under the same name.
         stack_nodes.up(layout, kube.pki(layout))
-    assert_finished_without_loss(ns, bootstrap_servers, kafka_topic, delivery)
+    assert_finished_without_loss(ns, sink, delivery)
 
 
 def test_an_oom_killed_worker_says_to_raise_the_memory_limit(
-        ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], kafka_topic: str,
-        bootstrap_servers: str) -> None:
+        ns: str, upload: Callable[..., str], make_import: Callable[..., dict[str, Any]], sink: Sink) -> None:
     rows = 20_000
     uri = upload(csv_rows(rows))
-    apply(make_import(uri, resources={"requests": {"memory": "24Mi"}, "limits": {"memory": "24Mi"}}))
+    apply(make_import(uri, sink=sink.spec(), resources={"requests": {"memory": "24Mi"}, "limits": {"memory": "24Mi"}}))
     status = wait_until(lambda: (s := get(ns, "people").get("status", {})) and s.get("conditions")
                         and any(c.get("reason") == "OOMKilled" for c in s["conditions"]) and s,
                         what="an OOMKilled condition", timeout=180)
     [oom] = [c for c in status["conditions"] if c.get("reason") == "OOMKilled"]
     assert "ran out of memory; raise spec.resources.limits.memory" in oom["message"]
     # The fix: a limit that fits, and a new run from the checkpoint.
-    apply(make_import(uri, resources={"requests": {"memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+    apply(make_import(uri, sink=sink.spec(), resources={"requests": {"memory": "256Mi"}, "limits": {"memory": "512Mi"}},
                       restart={"id": "more-memory"}))
     assert wait_for(ns, "people", "Succeeded", timeout=240)["recordsSent"] == rows
-    assert sorted(rows_in(bootstrap_servers, kafka_topic)) == list(range(1, rows + 1))
+    assert sorted(rows_in(sink.bootstrap, sink.topic)) == list(range(1, rows + 1))
 
 
 def test_suspend_then_resume_imports_every_row(

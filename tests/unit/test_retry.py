@@ -81,8 +81,9 @@ def test_a_failure_that_is_not_transient_is_not_retried() -> None:
 
 
 def test_a_spent_budget_ends_in_one_line_naming_service_last_error_and_fix() -> None:
-    time_ = FakeTime()
-    retrier = Retrier(Service.DYNAMODB, Backoff(budget=20), clock=time_.clock, sleep=time_.sleep, rand=lambda: 0.99)
+    time_, metrics = FakeTime(), Metrics("j")
+    retrier = Retrier(Service.DYNAMODB, Backoff(budget=20), metrics, clock=time_.clock, sleep=time_.sleep,
+                      rand=lambda: 0.99)
 
     def attempt() -> None:
         raise client_error("ProvisionedThroughputExceededException")
@@ -92,6 +93,8 @@ def test_a_spent_budget_ends_in_one_line_naming_service_last_error_and_fix() -> 
     error = raised.value
     assert (error.exit_code, error.reason) == (ExitCode.INFRASTRUCTURE, Reason.DYNAMODB_UNAVAILABLE)
     assert sum(time_.waits) <= 20
+    # Every attempt was throttled; all but the last were retried.
+    assert metrics.throttles["dynamodb"] == len(time_.waits) + 1 == metrics.retries["dynamodb"] + 1
     message = str(error)
     assert "\n" not in message
     assert message.startswith("DynamoDB throttled update_item on table 'cp' ")
@@ -148,10 +151,10 @@ def test_the_metrics_serve_throttles_by_service_and_a_checkpoint_age_that_grows_
 
     now = [100.0]
     metrics = Metrics("job-1", clock=lambda: now[0])
-    metrics.retried(Service.DYNAMODB, throttled=True)  # before the registry exists: still counted
+    metrics.throttled(Service.DYNAMODB)  # before the registry exists: still counted
     metrics.register()
-    metrics.retried(Service.DYNAMODB, throttled=True)
-    metrics.retried(Service.S3, throttled=False)
+    metrics.throttled(Service.DYNAMODB)
+    metrics.retried(Service.S3)
     metrics.throttled(Service.KAFKA)
 
     def scrape() -> dict[str, float]:

@@ -80,23 +80,19 @@ class Metrics:
         self.register()
         start_http_server(port, registry=self.registry)
 
-    def retried(self, service: Service, throttled: bool) -> None:
-        """A call to `service` failed transiently (or was throttled) and is retried."""
-        with self._lock:
-            self.retries[service.value] += 1
-            if throttled:
-                self.throttles[service.value] += 1
-        if self.registry is not None:
-            self._retries.labels(self.job_id, service.value).inc()
-            if throttled:
-                self._throttled.labels(self.job_id, service.value).inc()
+    def retried(self, service: Service) -> None:
+        """A call to `service` failed transiently (or was throttled) and is tried again."""
+        self._count(self.retries, self._retries, service)
 
     def throttled(self, service: Service) -> None:
-        """A throttle the client waits out itself (Kafka quotas): counted, not retried by us."""
+        """`service` throttled a call (Kafka: a broker's quota, which librdkafka waits out itself)."""
+        self._count(self.throttles, self._throttled, service)
+
+    def _count(self, tallies: Tallies[str], counter: Any, service: Service) -> None:
         with self._lock:
-            self.throttles[service.value] += 1
+            tallies[service.value] += 1
         if self.registry is not None:
-            self._throttled.labels(self.job_id, service.value).inc()
+            counter.labels(self.job_id, service.value).inc()
 
     def checkpointed(self) -> None:
         self._checkpointed_at = self._clock()

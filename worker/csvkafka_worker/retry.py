@@ -75,9 +75,11 @@ class Backoff:
 
 
 class Tally(Protocol):
-    """Where retries are counted (the worker's metrics)."""
+    """Where throttles and retries are counted (the worker's metrics)."""
 
-    def retried(self, service: Service, throttled: bool) -> None: ...
+    def throttled(self, service: Service) -> None: ...
+
+    def retried(self, service: Service) -> None: ...
 
 
 class Retrier:
@@ -89,10 +91,10 @@ class Retrier:
                  rand: Callable[[], float] = random.random) -> None:
         self.service = service
         self.backoff = backoff
-        self._tally = tally
-        self._clock = clock
-        self._sleep = sleep
-        self._rand = rand
+        self.tally = tally
+        self.clock = clock
+        self.sleep = sleep
+        self.rand = rand
 
     def call(self, attempt: Callable[[], T], transient: Callable[[Exception], Transient | None], what: str) -> T:
         streak = self.streak(what)
@@ -116,26 +118,26 @@ class Streak:
     def __init__(self, retrier: Retrier, what: str) -> None:
         self._r = retrier
         self.what = what
-        self._started = retrier._clock()
+        self._started = retrier.clock()
         self._retries = 0
 
     def failed(self, error: BaseException, kind: Transient) -> None:
         r = self._r
-        now = r._clock()
-        throttled = kind is Transient.THROTTLE
-        if r._tally is not None:
-            r._tally.retried(r.service, throttled)
-        elapsed = now - self._started
-        wait = r.backoff.wait(self._retries, elapsed, r._rand())
+        if kind is Transient.THROTTLE and r.tally is not None:
+            r.tally.throttled(r.service)
+        elapsed = r.clock() - self._started
+        wait = r.backoff.wait(self._retries, elapsed, r.rand())
         if wait is None:
             raise Infrastructure(give_up_message(r.service, self.what, kind, elapsed, self._retries + 1,
                                                  r.backoff.budget, error),
                                  reason=r.service.reason) from error
+        if r.tally is not None:
+            r.tally.retried(r.service)
         self._retries += 1
-        r._sleep(wait)
+        r.sleep(wait)
 
     def succeeded(self) -> None:
-        self._started = self._r._clock()
+        self._started = self._r.clock()
         self._retries = 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import random
 import signal
@@ -30,6 +31,11 @@ def body(rows: int) -> bytes:
     lines = [b"id,amount,reference\n"]
     lines += [b"%d,%d,%x\n" % (i, rng.getrandbits(40), rng.getrandbits(64)) for i in range(1, rows + 1)]
     return b"".join(lines)
+
+
+@functools.cache
+def gzip_body() -> bytes:
+    return gzip.compress(body(ROWS), 6)
 
 
 class Job:
@@ -61,7 +67,7 @@ class Job:
 @pytest.fixture
 def gzip_job(s3: Any, dynamodb: Any, s3_bucket: str, kafka_topic: str, checkpoint_table: str,
              bootstrap_servers: str) -> Iterator[tuple[Job, int]]:
-    blob = gzip.compress(body(ROWS), 6)
+    blob = gzip_body()
     s3.put_object(Bucket=s3_bucket, Key="data.csv.gz", Body=blob)
     yield Job(s3, dynamodb, s3_bucket, "data.csv.gz", kafka_topic, checkpoint_table, bootstrap_servers), len(blob)
 

@@ -31,20 +31,15 @@ if obj.spec ~= nil and obj.spec.suspend == true then
   return hs
 end
 
-local failed = condition("Failed")
-if failed ~= nil and failed.status == "True" then
-  hs.status = "Degraded"
-  hs.message = failed.reason .. ": " .. failed.message
-  return hs
-end
-
--- A worker that hangs is replaced by the operator (each replacement one of the Job's retries):
--- degraded until its checkpoint moves again, which an operator of the app should see.
-local stalled = condition("Stalled")
-if stalled ~= nil and stalled.status == "True" then
-  hs.status = "Degraded"
-  hs.message = stalled.reason .. ": " .. stalled.message
-  return hs
+-- A failed import, and a worker that hangs (the operator replaces it, each time one of the Job's
+-- retries) until its checkpoint moves again: both want an operator of the app to look.
+for _, kind in ipairs({"Failed", "Stalled"}) do
+  local c = condition(kind)
+  if c ~= nil and c.status == "True" then
+    hs.status = "Degraded"
+    hs.message = c.reason .. ": " .. c.message
+    return hs
+  end
 end
 
 local succeeded = condition("Succeeded")

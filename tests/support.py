@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 WORKER = [sys.executable, "-m", "csvkafka_worker", "run"]
 
@@ -33,12 +33,18 @@ class Record:
 
 def consume_all(bootstrap: str, topic: str, *, isolation: str = "read_committed", idle_polls: int = 4,
                 **extra: str) -> list[Record]:
-    """Every record of `topic`, read from the beginning until the topic stays quiet."""
+    """Every record of `topic`, read from the beginning until the topic stays quiet.
+
+    Its partitions are assigned, not subscribed to: no group to join, so a read does not wait out the
+    brokers' initial rebalance delay (3 s on MSK) or a group coordinator moving after a broker restart.
+    """
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
         "isolation.level": isolation, "enable.auto.commit": False, **extra,
     })
-    consumer.subscribe([topic])
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    assert partitions, f"topic {topic} has no partitions (does it exist?)"
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     records: list[Record] = []
     idle = 0
     try:

@@ -145,6 +145,7 @@ def test_the_partition_leaders_broker_sigkilled_mid_import(job: ChaosImport, clu
         assert leader(job.bootstrap, job.topic) != killed.node
         kafka_ha.up(cluster)
         job.finish(worker)
+    wait_in_sync(job.bootstrap)  # read the topic from a whole cluster, as a consumer would afterwards
     job.assert_every_row(rows, delivery, duplicates=delivery == "at-least-once")
 
 

@@ -54,6 +54,13 @@ class Checkpoint:
     # Compressed objects: the last seek point at or below byte_offset (seekpoints.SeekPoint.encode: its
     # compressed bit, decompressed offset and window), where a resume starts its ranged GET.
     seek_point: str | None = None
+    # A multi-object import's shard summary item (job#i/N): its objects, done and failed (failed_objects is
+    # a JSON list of {"uri", "reason", "message"}, the first 20), and the one it is importing.
+    objects_total: int | None = None
+    objects_done: int | None = None
+    objects_failed: int | None = None
+    failed_objects: str | None = None
+    current_object: str | None = None
     # Lease: the worker that may advance this checkpoint, and until when (epoch seconds).
     owner: str | None = None
     lease_expires: float | None = None
@@ -67,9 +74,10 @@ class Checkpoint:
 
 
 _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_lettered", "rows_skipped",
-            "bytes_total", "started_at", "range_start", "range_end")
+            "bytes_total", "started_at", "range_start", "range_end", "objects_total", "objects_done", "objects_failed")
 _FLOATS = ("rows_per_second", "lease_expires")
-_STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id", "plan_transfer", "seek_point")
+_STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id", "plan_transfer", "seek_point",
+            "failed_objects", "current_object")
 
 
 def to_item(cp: Checkpoint) -> dict[str, dict[str, str]]:
@@ -125,6 +133,11 @@ class CheckpointPolicy:
         if not self.transactional and rows_since >= self.every_rows:
             return True
         return seconds_since >= self.every_seconds
+
+
+def object_job_id(job_id: str, bucket: str, key: str) -> str:
+    """The checkpoint key of one object of a multi-object import."""
+    return f"{job_id}@{bucket}/{key}"
 
 
 def shard_job_id(job_id: str, index: int, count: int) -> str:

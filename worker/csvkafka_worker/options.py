@@ -23,6 +23,8 @@ from csvkafka_worker.spec import (
     Compression,
     Delivery,
     ImportSpec,
+    ObjectErrorAction,
+    RerunMode,
     ValueFormat,
 )
 
@@ -55,7 +57,13 @@ def _values(enum: Any) -> tuple[str, ...]:
 
 # dest paths are dotted paths into the ImportSpec's alias form, or `run.<name>` for run options.
 FLAGS: tuple[Flag, ...] = (
-    Flag("source", "source.uri", "s3://bucket/key of the CSV object"),
+    Flag("source", "source.uri", "s3://bucket/key of one CSV object, s3://bucket/prefix/ or s3://bucket/glob "
+         "(*, ?, [...] within a path segment, ** across)"),
+    Flag("source-uris", "source.uris", "the objects to import, as s3://bucket/key, comma-separated", kind="list"),
+    Flag("include", "source.include", "with a prefix, glob or list: only keys matching one of these globs",
+         kind="list"),
+    Flag("exclude", "source.exclude", "... and none of these", kind="list"),
+    Flag("modified-after", "source.modifiedAfter", "... and last modified after this time (RFC 3339)"),
     Flag("compression", "source.compression", "compression of the object (auto: by extension, then magic bytes)",
          choices=_values(Compression)),
     Flag("delimiter", "source.csv.delimiter", "field delimiter (default ,)"),
@@ -70,6 +78,8 @@ FLAGS: tuple[Flag, ...] = (
          kind="list"),
     Flag("encoding", "source.csv.encoding", "text encoding of the object (default utf-8; a BOM is removed)"),
     Flag("skip-rows", "source.csv.skipRows", "lines to skip before the header", kind="int"),
+    Flag("expected-header", "source.csv.expectedHeader",
+         "column names each object's header must have, comma-separated (an object that differs fails)", kind="list"),
     Flag("bootstrap-servers", "sink.bootstrapServers", "Kafka bootstrap servers", env="KAFKA_BOOTSTRAP_SERVERS"),
     Flag("topic", "sink.topic", "topic to write to (must exist)", env="KAFKA_TOPIC"),
     Flag("key-column", "sink.keyColumn", "column whose value becomes the record key"),
@@ -94,6 +104,18 @@ FLAGS: tuple[Flag, ...] = (
     Flag("on-bad-row", "badRows.action", "what to do with a bad row", choices=_values(BadRowAction)),
     Flag("dead-letter-topic", "badRows.deadLetterTopic", "topic for bad rows (with --on-bad-row dead-letter)"),
     Flag("max-bad-rows", "badRows.maxBadRows", "fail once more rows than this are bad", kind="int"),
+    Flag("on-object-error", "onObjectError", "with many objects: fail the import at a bad object, or skip it "
+         "(reported) and go on", choices=_values(ObjectErrorAction)),
+    Flag("rerun-id", "rerun.id", "a new id re-lists the source of a finished import and runs again"),
+    Flag("rerun-mode", "rerun.mode", "what a rerun imports: new keys, changed ETags too, or all",
+         choices=_values(RerunMode)),
+    Flag("rate-rows", "rateLimit.rowsPerSecond", "rows per second for the whole import (split among shards)",
+         kind="float"),
+    Flag("rate-bytes", "rateLimit.bytesPerSecond", "bytes per second for the whole import (split among shards)",
+         kind="float"),
+    Flag("receipts-topic", "receipts.topic", "topic for a receipt per fully delivered object"),
+    Flag("manifest-uri", "receipts.manifestUri", "s3://bucket/key where the manifest of all receipts is written "
+         "at the end"),
     Flag("s3-retry-seconds", "retry.s3Seconds", "how long S3 may keep failing before the worker exits 75 "
          "(default 120)", kind="float"),
     Flag("dynamodb-retry-seconds", "retry.dynamodbSeconds", "... DynamoDB, throttling included (default 120)",

@@ -7,7 +7,9 @@ its spec with these models and renders the worker's command line with `to_cli_ar
 
 from __future__ import annotations
 
+import hashlib
 import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -17,6 +19,8 @@ from pydantic.alias_generators import to_camel
 from csvkafka_worker.producer_guard import weakening
 
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
+# A key holding one of these is a glob (a backslash before one makes it literal); one ending in "/" a prefix.
+GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 class Model(BaseModel):
@@ -47,6 +51,17 @@ class BadRowAction(StrEnum):
     DEAD_LETTER = "dead-letter"
 
 
+class ObjectErrorAction(StrEnum):
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class RerunMode(StrEnum):
+    NEW = "new"
+    CHANGED = "changed"
+    ALL = "all"
+
+
 class AuthMechanism(StrEnum):
     NONE = "none"
     SCRAM_SHA_512 = "scram-sha-512"
@@ -68,6 +83,8 @@ class CsvDialect(Model):
     columns: tuple[str, ...] | None = None
     encoding: str = "utf-8"
     skip_rows: int = Field(default=0, ge=0)
+    # Each object's header must be exactly this (names and order), else that object fails.
+    expected_header: tuple[str, ...] | None = None
     # A record (all its lines) may not be longer: a quote left open fails here, not at the end of the file.
     max_record_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
@@ -108,26 +125,60 @@ class CsvDialect(Model):
 
 
 class SourceSpec(Model):
-    uri: str
+    """One object (`uri` names a key), every key under a prefix (`uri` ends in /), the keys a glob
+    matches, or an explicit list (`uris`); `include`, `exclude` and `modifiedAfter` narrow the last three."""
+
+    uri: str | None = None
+    uris: tuple[str, ...] | None = Field(default=None, min_length=1)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    modified_after: datetime | None = None
     compression: Compression = Compression.AUTO
     csv: CsvDialect = CsvDialect()
 
     @field_validator("uri")
     @classmethod
-    def _s3_uri(cls, value: str) -> str:
-        if not S3_URI.match(value):
-            raise ValueError(f"source uri {value!r} is not of the form s3://bucket/key")
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if value is not None and not S3_URI.match(value):
+            raise ValueError(f"source uri {value!r} is not of the form s3://bucket/key, s3://bucket/prefix/ "
+                             "or s3://bucket/glob")
         return value
+
+    @field_validator("uris")
+    @classmethod
+    def _s3_uris(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for uri in value or ():
+            if not S3_URI.match(uri) or uri.endswith("/") or GLOB_CHARS.search(uri):
+                raise ValueError(f"source uris item {uri!r} is not of the form s3://bucket/key (one object each)")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("source uris lists an object twice")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceSpec:
+        if (self.uri is None) == (self.uris is None):
+            raise ValueError("set exactly one of source.uri (an object, a prefix/ or a glob) and source.uris (a list)")
+        return self
+
+    @property
+    def single_object(self) -> bool:
+        """One named object, imported as before (its checkpoint item is the job id itself)."""
+        return (self.uri is not None and not self.uri.endswith("/") and not GLOB_CHARS.search(self.uri)
+                and not self.include and not self.exclude and self.modified_after is None)
 
     @property
     def bucket(self) -> str:
-        match = S3_URI.match(self.uri)
+        """The bucket of `uri`, or of the first of `uris`."""
+        match = S3_URI.match(self.uri or (self.uris or ("",))[0])
         assert match is not None
         return match["bucket"]
 
     @property
     def key(self) -> str:
-        match = S3_URI.match(self.uri)
+        """The key (or prefix, or pattern) of `uri`; for a list, `list:` and a digest of it."""
+        if self.uris is not None:
+            return "list:" + hashlib.sha256("\n".join(self.uris).encode()).hexdigest()[:16]
+        match = S3_URI.match(self.uri or "")
         assert match is not None
         return match["key"]
 
@@ -201,6 +252,34 @@ class RetrySpec(Model):
     kafka_seconds: RetrySeconds = 120.0
 
 
+class RerunSpec(Model):
+    """A new `id` starts a new run of a finished import; `mode` says which objects it imports."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=63)
+    mode: RerunMode = RerunMode.NEW
+
+
+class RateLimitSpec(Model):
+    """A ceiling for the whole import, split evenly among its shards."""
+
+    rows_per_second: float | None = Field(default=None, gt=0)
+    bytes_per_second: float | None = Field(default=None, gt=0)
+
+
+class ReceiptsSpec(Model):
+    """Where a receipt per fully delivered object goes, and the JSON manifest of them all at the end."""
+
+    topic: str | None = Field(default=None, min_length=1, max_length=249, pattern=r"^[a-zA-Z0-9._-]+$")
+    manifest_uri: str | None = None
+
+    @field_validator("manifest_uri")
+    @classmethod
+    def _s3_object(cls, value: str | None) -> str | None:
+        if value is not None and (not S3_URI.match(value) or value.endswith("/")):
+            raise ValueError(f"receipts manifestUri {value!r} is not of the form s3://bucket/key")
+        return value
+
+
 class ImportSpec(Model):
     source: SourceSpec
     sink: SinkSpec
@@ -208,6 +287,10 @@ class ImportSpec(Model):
     delivery: Delivery = Delivery.AT_LEAST_ONCE
     bad_rows: BadRowsSpec = BadRowsSpec()
     retry: RetrySpec = RetrySpec()
+    rerun: RerunSpec = RerunSpec()
+    on_object_error: ObjectErrorAction = ObjectErrorAction.FAIL
+    rate_limit: RateLimitSpec = RateLimitSpec()
+    receipts: ReceiptsSpec = ReceiptsSpec()
 
     @property
     def job_id(self) -> str:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
 from csvkafka_worker.watermark import Counts, DeliveryWatermark, Position, RowAcks
 
 
@@ -85,3 +89,43 @@ def test_counts_add_up() -> None:
     total = Counts(1, 2, 3)
     total.add(Counts(10, 20, 30))
     assert total == Counts(sent=11, dead_lettered=22, skipped=33)
+
+
+def test_checksums_add_mod_2_64_and_offsets_widen_per_partition() -> None:
+    total = Counts(sent=2, checksum=2**64 - 5, offsets={0: (10, 20), 1: (5, 5)})
+    total.add(Counts(sent=3, checksum=7, offsets={0: (21, 30), 2: (0, 4)}))
+    total.add(Counts(offsets={0: (3, 8)}))
+    assert total == Counts(sent=5, checksum=2, offsets={0: (3, 30), 1: (5, 5), 2: (0, 4)})
+
+
+def test_counts_round_trip_through_json() -> None:
+    counts = Counts(sent=7, dead_lettered=1, skipped=2, checksum=2**64 - 1, offsets={3: (100, 106), 0: (0, 0)})
+    raw = counts.to_json()
+    assert raw == {"sent": 7, "dead_lettered": 1, "skipped": 2, "checksum": 2**64 - 1,
+                   "offsets": {"0": [0, 0], "3": [100, 106]}}
+    assert Counts.from_json(orjson.loads(orjson.dumps(raw))) == counts
+
+
+def test_counts_written_before_checksums_decode_with_zero_and_no_offsets() -> None:
+    assert Counts.from_json({"sent": 4, "dead_lettered": 1}) == Counts(sent=4, dead_lettered=1)
+    assert Counts.from_json({}) == Counts()
+
+
+def _counts() -> st.SearchStrategy[Counts]:
+    offsets = st.dictionaries(st.integers(0, 63), st.tuples(st.integers(0, 2**40), st.integers(0, 2**20))
+                              .map(lambda pair: (pair[0], pair[0] + pair[1])), max_size=4)
+    return st.builds(Counts, sent=st.integers(0, 2**40), dead_lettered=st.integers(0, 2**30),
+                     skipped=st.integers(0, 2**30), checksum=st.integers(0, 2**64 - 1), offsets=offsets)
+
+
+@given(st.lists(_counts(), max_size=6))
+def test_merging_counts_matches_a_sum_over_rows(parts: list[Counts]) -> None:
+    total = Counts()
+    for part in parts:
+        total.add(Counts.from_json(orjson.loads(orjson.dumps(part.to_json()))))
+    assert total.checksum == sum(part.checksum for part in parts) % 2**64
+    assert total.sent == sum(part.sent for part in parts)
+    partitions = {p for part in parts for p in part.offsets}
+    assert total.offsets == {p: (min(part.offsets[p][0] for part in parts if p in part.offsets),
+                                 max(part.offsets[p][1] for part in parts if p in part.offsets))
+                             for p in partitions}

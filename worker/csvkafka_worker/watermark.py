@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+CHECKSUM_MODULUS = 2**64
 
 
 @dataclass(frozen=True)
@@ -20,16 +22,53 @@ class Position:
     offset: int
 
 
+Offsets = dict[int, tuple[int, int]]
+
+
 @dataclass
 class Counts:
+    """What delivered rows count for. `checksum` is the sum, mod 2**64, of zlib.crc32 of every value
+    sent to the main topic (dead letters excluded); `offsets` holds, per partition of the main topic,
+    the first and last offset Kafka acknowledged for those values."""
+
     sent: int = 0
     dead_lettered: int = 0
     skipped: int = 0
+    checksum: int = 0
+    offsets: Offsets = field(default_factory=dict)
 
     def add(self, other: Counts) -> None:
         self.sent += other.sent
         self.dead_lettered += other.dead_lettered
         self.skipped += other.skipped
+        self.checksum = (self.checksum + other.checksum) % CHECKSUM_MODULUS
+        merge_offsets(self.offsets, other.offsets)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sent": self.sent, "dead_lettered": self.dead_lettered, "skipped": self.skipped,
+                "checksum": self.checksum, "offsets": offsets_to_json(self.offsets)}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Counts:
+        """Reads `to_json`'s dict; keys it lacks (records written before they existed) count as zero."""
+        return cls(sent=raw.get("sent", 0), dead_lettered=raw.get("dead_lettered", 0), skipped=raw.get("skipped", 0),
+                   checksum=raw.get("checksum", 0), offsets=offsets_from_json(raw.get("offsets") or {}))
+
+
+def merge_offsets(into: Offsets, other: Offsets) -> None:
+    """Widens `into` by `other`: per partition, the lower first and the higher last offset."""
+    for partition, (first, last) in other.items():
+        seen = into.get(partition)
+        into[partition] = (first, last) if seen is None else (min(seen[0], first), max(seen[1], last))
+
+
+def offsets_to_json(offsets: Offsets) -> dict[str, list[int]]:
+    """JSON-able offsets: partitions as strings, in order, each [first, last]."""
+    return {str(partition): [first, last] for partition, (first, last) in sorted(offsets.items())}
+
+
+def offsets_from_json(raw: dict[str, list[int]]) -> Offsets:
+    return {int(partition): (int(first), int(last)) for partition, (first, last) in raw.items()}
 
 
 class Acks(Protocol):

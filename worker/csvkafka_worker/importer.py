@@ -55,11 +55,46 @@ class Outcome:
     checkpoint: Checkpoint
 
 
+@dataclass(frozen=True)
+class Target:
+    """What one Importer imports: an object, or piece `index` of `count` of it (its checkpoint item is
+    shard_job_id(base_job_id, index, count)); `bounds` are the pieces' nominal byte cuts (count + 1 of them,
+    the first replaced by where the data rows begin), equal parts when None."""
+
+    bucket: str
+    key: str
+    base_job_id: str
+    index: int = 0
+    count: int = 1
+    bounds: tuple[int, ...] | None = None
+
+    @property
+    def job_id(self) -> str:
+        return shard_job_id(self.base_job_id, self.index, self.count)
+
+    @classmethod
+    def of(cls, spec: ImportSpec, run: RunOptions) -> Target:
+        """The one object a single-object spec names, or this worker's shard of it."""
+        return cls(spec.source.bucket, spec.source.key, spec.job_id, run.shard_index, run.shard_count)
+
+
+class Hooks:
+    """What a multi-object run adds to an object's import; the defaults do nothing."""
+
+    def checkpointed(self, checkpoint: Checkpoint) -> None:
+        """Called after each save of the object's checkpoint (the run renews its own lease with it)."""
+
+    def completing(self, stream: Stream, position: Position, counts: Counts) -> None:
+        """Called once every row is acknowledged, before the object's checkpoint is released completed (in
+        exactly-once mode inside the object's last transaction)."""
+
+
 class Checkpoints:
     """The job's checkpoint item: claimed once, then advanced only through here."""
 
-    def __init__(self, store: CheckpointStore) -> None:
+    def __init__(self, store: CheckpointStore, hooks: Hooks) -> None:
         self.store = store
+        self.hooks = hooks
         self.current = Checkpoint(job_id=store.job_id)
 
     def claim(self) -> Checkpoint:
@@ -68,6 +103,7 @@ class Checkpoints:
 
     def save(self, **changes: Any) -> Checkpoint:
         self.current = self.store.save(self.current.advanced(**changes))
+        self.hooks.checkpointed(self.current)
         return self.current
 
     def release(self, state: State, message: str | None = None, reason: str | None = None, **changes: Any
@@ -83,25 +119,30 @@ class Checkpoints:
 class Importer:
     def __init__(self, spec: ImportSpec, run: RunOptions, *, s3: Any, dynamodb: Any, owner: str,
                  stop: threading.Event, progress: Progress | None = None,
-                 positions_topic: str = positions.DEFAULT_TOPIC) -> None:
+                 positions_topic: str = positions.DEFAULT_TOPIC, target: Target | None = None,
+                 sink: KafkaSink | None = None, metrics: Metrics | None = None, hooks: Hooks | None = None) -> None:
         self.spec = spec
         self.run_options = run
         self.s3 = s3
         self.stop = stop
-        self.job_id = shard_job_id(spec.job_id, run.shard_index, run.shard_count)
-        self.metrics = Metrics(self.job_id)
+        self.target = target or Target.of(spec, run)
+        self.job_id = self.target.job_id
+        self.metrics = metrics or Metrics(self.job_id)
+        self.hooks = hooks or Hooks()
+        # A sink handed in is the multi-object run's, shared by its objects: it is not this importer's to close.
+        self._owns_sink = sink is None
         self.s3_retrier = Retrier(Service.S3, Backoff(spec.retry.s3_seconds), self.metrics)
         store = CheckpointStore(dynamodb, spec.checkpoint.table, self.job_id, owner=owner,
                                 lease_seconds=spec.checkpoint.lease_seconds,
                                 retrier=Retrier(Service.DYNAMODB, Backoff(spec.retry.dynamodb_seconds), self.metrics),
                                 sleep=self._wait_unless_stopped)
-        self.checkpoints = Checkpoints(store)
+        self.checkpoints = Checkpoints(store, self.hooks)
         self.progress = progress or Progress(self.job_id, run.progress)
         self.positions_topic = positions_topic
         self.exactly_once = spec.delivery is Delivery.EXACTLY_ONCE
         self.dialect = Dialect.of(spec.source.csv)
         self.engine, self._engine_why = choose(run.engine, self.dialect, spec.source.csv.encoding)
-        self.sink: KafkaSink | None = None
+        self.sink: KafkaSink | None = sink
         # Seek points the read passes, for checkpoints; the object's bytes fetched by the streaming pass.
         self.seek_index = SeekIndex()
         self.bytes_fetched = 0
@@ -119,8 +160,9 @@ class Importer:
     # -- the whole run ---------------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        self.metrics.serve(self.run_options.metrics_port)
-        info = head(self.s3, self.spec.source.bucket, self.spec.source.key, self.s3_retrier)
+        if self._owns_sink:
+            self.metrics.serve(self.run_options.metrics_port)
+        info = head(self.s3, self.target.bucket, self.target.key, self.s3_retrier)
         self.checkpoints.claim()
         try:
             return self._run_claimed(info)
@@ -135,8 +177,8 @@ class Importer:
             raise failure from error
 
     def close(self) -> None:
-        """Destroys the Kafka producer (if any) now rather than at exit."""
-        if self.sink is not None:
+        """Destroys the Kafka producer (if any, and its own) now rather than at exit."""
+        if self.sink is not None and self._owns_sink:
             self.sink.close()
             self.sink = None
 
@@ -161,15 +203,9 @@ class Importer:
         self._check_same_version_as_other_shards(info)
 
         compression, preamble = self._read_start(info)
-        shards.check_shardable(self.run_options.shard_count, compression is not Compression.NONE)
-        sink_topics = [self.spec.sink.topic]
-        if self.spec.bad_rows.action is BadRowAction.DEAD_LETTER and self.spec.bad_rows.dead_letter_topic:
-            sink_topics.append(self.spec.bad_rows.dead_letter_topic)
-        self.sink = KafkaSink(self.spec.sink, self._client_id(),
-                              transactional_id(self.job_id) if self.exactly_once else None, self.engine,
-                              budget=self.spec.retry.kafka_seconds,
-                              on_throttle=lambda: self.metrics.throttled(Service.KAFKA))
-        self.sink.check(sink_topics)
+        shards.check_shardable(self.target.count, compression is not Compression.NONE)
+        if self.sink is None:
+            self.sink = open_sink(self.spec, self.engine, self.job_id, self.metrics)
 
         # The run id is stored before anything is produced, so that a crash at any later point
         # resumes this same pass.
@@ -204,16 +240,16 @@ class Importer:
     def _check_same_version_as_other_shards(self, info: ObjectInfo) -> None:
         """The shards of one object read one version of it: another shard that pinned another ETag means
         the object was overwritten between the shards' starts."""
-        index, count = self.run_options.shard_index, self.run_options.shard_count
+        index, count = self.target.index, self.target.count
         for other in (i for i in range(count) if i != index):
-            peer = self.checkpoints.store.peek(shard_job_id(self.spec.job_id, other, count))
+            peer = self.checkpoints.store.peek(shard_job_id(self.target.base_job_id, other, count))
             if peer is not None and peer.source_etag not in (None, info.etag):
                 raise SourceChanged(info.uri, peer.source_etag, info.etag)
 
     # -- pieces ----------------------------------------------------------------------------------
 
     def _client_id(self) -> str:
-        return f"csvkafka-{self.job_id}"[:200]
+        return client_id(self.job_id)
 
     def _chunks(self, info: ObjectInfo, compression: Compression, offset: int, end: int,
                 point: SeekPoint = decompress.START) -> Iterator[bytes]:
@@ -257,11 +293,19 @@ class Importer:
 
     def _shard_range(self, info: ObjectInfo, preamble: Preamble) -> shards.ShardRange:
         """The whole object after the header, or this shard's record-aligned part of it."""
-        cp, count = self.checkpoints.current, self.run_options.shard_count
+        cp, count = self.checkpoints.current, self.target.count
         if count == 1:
             return shards.ShardRange(preamble.data_start, _UNBOUNDED)
         if cp.range_start is not None and cp.range_end is not None:
             return shards.ShardRange(cp.range_start, cp.range_end)
+        planner = self._planner(info)
+        span = planner.plan(preamble.data_start, info.size, cp)
+        self.checkpoints.save(range_start=span.start, range_end=span.end)
+        self.progress.event("shard-planned", shard=f"{self.target.index}/{count}", range_start=span.start,
+                            range_end=span.end)
+        return span
+
+    def _planner(self, info: ObjectInfo) -> shards.ShardPlanner:
         scanner = RangedReader(self.s3, info, self.s3_retrier, range_bytes=16 * 1024 * 1024, prefetch=2)
         max_record = self.spec.source.csv.max_record_bytes
 
@@ -273,17 +317,26 @@ class Importer:
                                f"{error.offset} (a shard boundary); check the quoting there, or "
                                "source.csv.maxRecordBytes", reason=Reason.BAD_INPUT) from error
 
-        planner = shards.ShardPlanner(
-            base_job_id=self.spec.job_id, index=self.run_options.shard_index, count=count,
-            transfer=self.engine.transfer, first_boundary=boundary, read=scanner.chunks,
-            load=self.checkpoints.store.peek,
-            publish=lambda transfer: self.checkpoints.save(plan_transfer=transfer),
+        return shards.ShardPlanner(
+            base_job_id=self.target.base_job_id, index=self.target.index, count=self.target.count,
+            bounds=self.target.bounds, transfer=self.engine.transfer, first_boundary=boundary, read=scanner.chunks,
+            load=self.checkpoints.store.peek, publish=lambda transfer: self.checkpoints.save(plan_transfer=transfer),
             heartbeat=self.checkpoints.save)
-        span = planner.plan(preamble.data_start, info.size, cp)
-        self.checkpoints.save(range_start=span.start, range_end=span.end)
-        self.progress.event("shard-planned", shard=f"{self.run_options.shard_index}/{count}", range_start=span.start,
-                            range_end=span.end)
-        return span
+
+    def publish_scan(self) -> None:
+        """For a piece of an object split among workers: claims its checkpoint and publishes the scan of its
+        range (shards.py) now, so that the workers holding the pieces after it need not wait for this one to
+        reach it. Its import (`run`) comes later, by the same owner."""
+        info = head(self.s3, self.target.bucket, self.target.key, self.s3_retrier)
+        cp = self.checkpoints.claim()
+        if cp.plan_transfer is not None and cp.source_etag == info.etag:
+            return
+        if cp.source_etag not in (None, info.etag) and (cp.last_line > 0 or cp.run_id):
+            raise SourceChanged(info.uri, cp.source_etag, info.etag)
+        compression, preamble = self._read_start(info)
+        shards.check_shardable(self.target.count, compression is not Compression.NONE)
+        self.checkpoints.save(source_uri=info.uri, source_etag=info.etag)
+        self._planner(info).publish_own(preamble.data_start, info.size)
 
     def _start_position(self, info: ObjectInfo, compression: Compression, span: shards.ShardRange
                         ) -> tuple[Position, Counts]:
@@ -335,9 +388,9 @@ class Stream:
         self.bad_rows = counts.dead_lettered + counts.skipped
         self.policy = CheckpointPolicy(self.spec.checkpoint.every_rows, self.spec.checkpoint.every_seconds,
                                        sink.transactional)
-        run = importer.run_options
+        target = importer.target
         # With several shards, row numbers count within the shard, which this header names.
-        self.shard = f"{run.shard_index}/{run.shard_count}".encode() if run.shard_count > 1 else None
+        self.shard = f"{target.index}/{target.count}".encode() if target.count > 1 else None
         self.max_record = csv.max_record_bytes
         self.last_checkpoint = time.monotonic()
         self.rows_at_checkpoint = start.row
@@ -487,6 +540,11 @@ class Stream:
             waited = self.sink.budget + 10 if timeout is None else timeout
             raise Infrastructure(f"Kafka did not acknowledge all rows within {waited:.0f}s of the end; the import "
                                  "resumes from its last checkpoint", reason=Reason.KAFKA_UNREACHABLE)
+        if state is State.COMPLETED and not self.watermark.failures():
+            self.imp.hooks.completing(self, self.watermark.position, self.watermark.delivered)
+            if not self.sink.transactional and not self.sink.flush(timeout):
+                raise Infrastructure("Kafka did not acknowledge the object's receipt; the import resumes from its "
+                                     "last checkpoint", reason=Reason.KAFKA_UNREACHABLE)
         final = self.checkpoint(state, message, release=True, reason=reason)
         counts = self.watermark.delivered
         self.imp.progress.event("finish", state=state.value, rows_read=final.last_line, rows_sent=counts.sent,
@@ -494,6 +552,28 @@ class Stream:
                                 offset=final.byte_offset, engine=self.engine.name, bytes_fetched=self.imp.bytes_fetched,
                                 retries=dict(self.imp.metrics.retries), throttled=dict(self.imp.metrics.throttles))
         return Outcome(state, final)
+
+
+def open_sink(spec: ImportSpec, engine: Engine, job_id: str, metrics: Metrics) -> KafkaSink:
+    """The producer for `job_id` (transactional in exactly-once mode), checked against the brokers and topics."""
+    topics = [spec.sink.topic]
+    if spec.bad_rows.action is BadRowAction.DEAD_LETTER and spec.bad_rows.dead_letter_topic:
+        topics.append(spec.bad_rows.dead_letter_topic)
+    if spec.receipts.topic:
+        topics.append(spec.receipts.topic)
+    sink = KafkaSink(spec.sink, client_id(job_id),
+                     transactional_id(job_id) if spec.delivery is Delivery.EXACTLY_ONCE else None, engine,
+                     budget=spec.retry.kafka_seconds, on_throttle=lambda: metrics.throttled(Service.KAFKA))
+    try:
+        sink.check(topics)
+    except WorkerError:
+        sink.close()
+        raise
+    return sink
+
+
+def client_id(job_id: str) -> str:
+    return f"csvkafka-{job_id}"[:200]
 
 
 def _pieces(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:

@@ -97,6 +97,10 @@ class Metrics:
     def checkpointed(self) -> None:
         self._checkpointed_at = self._clock()
 
+    def next_object(self) -> None:
+        """The totals observed next are a new object's, counted from zero (many objects, one worker)."""
+        self._last = Totals()
+
     def observe(self, totals: Totals, *, queue_depth: int) -> None:
         """Counters move by what changed since the last call (a resumed run starts from its checkpoint)."""
         if self.registry is None:

@@ -75,9 +75,10 @@ class ShardPlanner:
     def __init__(self, *, base_job_id: str, index: int, count: int, transfer: Transfer,
                  first_boundary: FirstBoundary, read: Callable[[int, int], Iterator[bytes]],
                  load: Callable[[str], Checkpoint | None], publish: Callable[[str], object],
-                 heartbeat: Callable[[], object], timeout: float = 900, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 heartbeat: Callable[[], object], bounds: tuple[int, ...] | None = None, timeout: float = 900,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_job_id = base_job_id
+        self.bounds = bounds
         self.index = index
         self.count = count
         self._transfer = transfer
@@ -91,9 +92,9 @@ class ShardPlanner:
         self._sleep = sleep
 
     def plan(self, data_start: int, size: int, own: Checkpoint) -> ShardRange:
-        bounds = nominal_bounds(data_start, size, self.count)
+        bounds = self.nominal(data_start, size)
         if own.plan_transfer is None:
-            self._publish(self.range_transfer(bounds[self.index], bounds[self.index + 1], size))
+            self.publish_own(data_start, size)
         transfers = self._wait_for_transfers(own.source_etag)
         at_start = state_after(transfers[: self.index])
         start = data_start if self.index == 0 else self._boundary_from(bounds[self.index], at_start, size)
@@ -101,6 +102,17 @@ class ShardPlanner:
         at_end = State(int(transfers[self.index][at_start]))
         end = size if last else self._boundary_from(bounds[self.index + 1], at_end, size)
         return ShardRange(start, max(start, end))
+
+    def nominal(self, data_start: int, size: int) -> list[int]:
+        """The cuts between the shards: the given ones (the first moved to where the data begins), or equal parts."""
+        if self.bounds is None:
+            return nominal_bounds(data_start, size, self.count)
+        return [data_start, *(max(data_start, cut) for cut in self.bounds[1:-1]), size]
+
+    def publish_own(self, data_start: int, size: int) -> None:
+        """Scans this shard's range and publishes its transfer, without waiting for the others."""
+        bounds = self.nominal(data_start, size)
+        self._publish(self.range_transfer(bounds[self.index], bounds[self.index + 1], size))
 
     def range_transfer(self, start: int, end: int, size: int) -> str:
         """The transfer of bytes [start, end), reading one byte past `end` (see records.transfer)."""

@@ -7,6 +7,7 @@
     python -m bench --only resume-gzip     # resume at 90 % of the 1 GB object gzipped: from byte 0 vs seek point
     python -m bench --only open-quote      # what an unterminated quote costs, on both engines
     python -m bench --engine-via omit --only baseline,python   # a worker without --engine yet
+    python -m bench operator-load --imports 100   # the operator under load (see bench/operator_load.py)
 
 The engine contenders (json-native, line-python-nohdr, json-native-eos, ...) pick the worker's engine
 with `csvkafka run --engine NAME` (--engine-via flag), CSVKAFKA_ENGINE (env), or not at all (omit: all
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import compressed, contenders, data, machine, report
+from bench import compressed, contenders, data, machine, operator_load, report
 from bench.scenarios import Bench, OpenQuoteResult, ResumeResult, Run, open_quote, resume
 from bench.stack import Stack, stack_env
 
@@ -237,4 +238,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(operator_load.main(sys.argv[2:]) if sys.argv[1:2] == ["operator-load"] else main(sys.argv[1:]))

@@ -34,9 +34,13 @@ CA_FILE = f"{CA_DIR}/ca.pem"
 
 
 def job_name(resource: CsvKafkaImport) -> str:
-    """One name per run: the resource's uid and restart id, so a new restart.id gets a new Job
-    and a re-created resource never adopts the Job of its predecessor."""
-    run = resource.spec.restart.id if resource.spec.restart else ""
+    """One name per run: the resource's uid, restart id and rerun id, so a new restart.id or rerun.id gets
+    a new Job and a re-created resource never adopts the Job of its predecessor."""
+    spec = resource.spec
+    run = spec.restart.id if spec.restart else ""
+    # Appended only when set: the Jobs of imports without a rerun keep their names.
+    if spec.rerun.id is not None:
+        run += f"/rerun/{spec.rerun.id}"
     digest = hashlib.sha256(f"{resource.metadata.uid}/{run}".encode()).hexdigest()[:10]
     return f"{resource.metadata.name}-{digest}"
 

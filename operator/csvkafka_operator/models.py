@@ -143,12 +143,31 @@ class ResourceSpec(ImportSpec):
                              f"({quiet:g}s here), or a healthy new worker looks stalled before its first checkpoint")
         return self
 
+    @model_validator(mode="after")
+    def _rows_of_one_object(self) -> ResourceSpec:
+        restart = self.restart
+        if restart is not None and restart.from_row not in (None, 1) and not self.source.single_object:
+            raise ValueError("restart.fromRow other than 1 needs a single-object source: rows are counted per "
+                             "object; to import objects again use rerun (a new rerun.id, mode changed or all)")
+        return self
+
     @property
     def stall_timeout_seconds(self) -> int:
         return seconds_of(self.stall_timeout)
 
     def shard_job_ids(self) -> list[str]:
-        return [shard_job_id(self.job_id, index, self.parallelism) for index in range(self.parallelism)]
+        """The checkpoint item of each shard: of its range of the object, or (many objects) its summary item,
+        which is suffixed for a single shard too."""
+        if self.source.single_object:
+            return [shard_job_id(self.job_id, index, self.parallelism) for index in range(self.parallelism)]
+        return [f"{self.job_id}#{index}/{self.parallelism}" for index in range(self.parallelism)]
+
+    def source_text(self) -> str:
+        """The source as people read it in messages."""
+        uris = self.source.uris
+        if uris is None:
+            return self.source.uri or ""
+        return uris[0] if len(uris) == 1 else f"{uris[0]} and {len(uris) - 1} more objects of source.uris"
 
 
 class Status(BaseModel):
@@ -184,9 +203,33 @@ class ShardStatus(Status):
     message: str | None = None
 
 
+class ObjectCounts(Status):
+    # None until every shard has counted its objects.
+    total: int | None = None
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+
+
+class FailedObject(Status):
+    uri: str
+    reason: str
+    message: str | None = None
+
+
+class SlowestShard(Status):
+    index: int
+    progress: str | None = None
+
+
+# The failed objects a status lists; `kubectl csvimport objects` lists them all.
+MAX_FAILED_OBJECTS = 20
+
+
 class ImportStatus(Status):
     observed_generation: int | None = None
     observed_restart_id: str | None = None
+    observed_rerun_id: str | None = None
     phase: Phase | None = None
     job_name: str | None = None
     start_time: str | None = None
@@ -202,6 +245,11 @@ class ImportStatus(Status):
     last_checkpoint_time: str | None = None
     source_etag: str | None = None
     stall_restarts: int | None = None
+    # Many objects only: a single object's status stays as it was.
+    objects: ObjectCounts | None = None
+    objects_summary: str | None = None
+    failed_objects: tuple[FailedObject, ...] | None = None
+    slowest_shard: SlowestShard | None = None
     shards: tuple[ShardStatus, ...] = ()
     conditions: tuple[Condition, ...] = ()
 

@@ -11,18 +11,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from csvkafka_operator import stalls
 from csvkafka_operator.diagnosis import STUCK, reports
 from csvkafka_operator.jobs import RETRIES, job_name
-from csvkafka_operator.models import Condition, CsvKafkaImport, ImportStatus, Phase, ShardStatus
+from csvkafka_operator.models import (
+    MAX_FAILED_OBJECTS,
+    Condition,
+    CsvKafkaImport,
+    FailedObject,
+    ImportStatus,
+    ObjectCounts,
+    Phase,
+    ShardStatus,
+    SlowestShard,
+)
 from csvkafka_operator.timestamps import epoch, from_epoch, rfc3339
 from csvkafka_worker.checkpoint import Checkpoint, State
 from csvkafka_worker.errors import Reason
+from csvkafka_worker.spec import ObjectErrorAction
 
 Json = Mapping[str, Any]
 
 ACTIVE = (Phase.PENDING, Phase.RUNNING)
 STALLED = "Stalled"
+OBJECTS_FAILED = "ObjectsFailed"
 # Progressing reasons that are business as usual; any other one is posted as a Warning event.
 ROUTINE = frozenset({"Creating", "Starting", "Running", Reason.INTERRUPTED, "Completing", "Suspended", "Completed",
                      "StoppingPreviousRun"})
@@ -43,6 +57,20 @@ class Observed:
     pods: Sequence[Json] = ()
     checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
     blocker: Blocker | None = None
+
+
+@dataclass(frozen=True)
+class Objects:
+    """A multi-object import's objects, as its shards' summary items count them."""
+
+    counts: ObjectCounts
+    failed: tuple[FailedObject, ...]
+
+    @property
+    def summary(self) -> str:
+        total = "?" if self.counts.total is None else str(self.counts.total)
+        failed = f", {self.counts.failed} failed" if self.counts.failed else ""
+        return f"{self.counts.done}/{total}{failed}"
 
 
 @dataclass(frozen=True)
@@ -78,7 +106,8 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
     stall_restarts = ((previous.stall_restarts or 0) if previous.job_name == name else 0) + len(
         stalls.newly_stalled(previous, name, shards))
     stalled = _stall_message(resource, shards, stall_restarts)
-    outcome = _outcome(resource, observed, shards, stalled)
+    objects = None if resource.spec.source.single_object else _objects(resource, observed.checkpoints)
+    outcome = _outcome(resource, observed, shards, stalled, objects)
     start = previous.start_time if previous.job_name == name and previous.start_time else _job_time(
         observed.job, "startTime")
     completion = _completion_time(outcome, observed, now)
@@ -90,6 +119,8 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
         observed_generation=generation,
         observed_restart_id=resource.spec.restart.id if observed.job is not None and resource.spec.restart
         else previous.observed_restart_id,
+        observed_rerun_id=resource.spec.rerun.id if observed.job is not None and resource.spec.rerun.id
+        else previous.observed_rerun_id,
         phase=outcome.phase,
         job_name=name,
         start_time=start,
@@ -106,8 +137,13 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
         last_checkpoint_time=from_epoch(max(checkpoint_times)) if checkpoint_times else None,
         source_etag=next((cp.source_etag for cp in observed.checkpoints.values() if cp.source_etag), None),
         stall_restarts=stall_restarts or None,
+        objects=objects.counts if objects else None,
+        objects_summary=objects.summary if objects else None,
+        failed_objects=objects.failed or None if objects else None,
+        slowest_shard=_slowest(shards) if objects and outcome.phase is Phase.RUNNING else None,
         shards=shards,
-        conditions=_conditions(previous, outcome, generation, now, stalled),
+        conditions=_conditions(previous, outcome, generation, now, stalled,
+                               _objects_failed(resource, objects) if objects else None),
     )
 
 
@@ -119,10 +155,20 @@ def invalid(previous: ImportStatus, generation: int, problem: str, now: datetime
 
 
 def transition(old: ImportStatus, new: ImportStatus) -> Event | None:
-    """The Kubernetes Event to post when the phase or the reason behind it changed."""
+    """The Kubernetes Event to post when the phase or the reason behind it changed, or objects began to fail."""
     stalled = new.condition("Stalled")
     if (new.stall_restarts or 0) > (old.stall_restarts or 0) and stalled is not None:
         return Event("Warning", stalled.reason, stalled.message)
+    event = _phase_event(old, new)
+    failing, before = new.condition(OBJECTS_FAILED), old.condition(OBJECTS_FAILED)
+    newly_failing = failing is not None and failing.status == "True" and (before is None or before.status != "True")
+    # One event per pass: a failed run's own event says more; a routine one gives way.
+    if newly_failing and failing is not None and (event is None or event.type != "Warning"):
+        return Event("Warning", failing.reason, failing.message)
+    return event
+
+
+def _phase_event(old: ImportStatus, new: ImportStatus) -> Event | None:
     before, after = old.condition("Progressing"), new.condition("Progressing")
     if after is None or (old.phase == new.phase and before is not None and before.reason == after.reason):
         return None
@@ -134,7 +180,7 @@ def transition(old: ImportStatus, new: ImportStatus) -> Event | None:
 
 
 def _outcome(resource: CsvKafkaImport, observed: Observed, shards: Sequence[ShardStatus],
-             stalled: str | None) -> Outcome:
+             stalled: str | None, objects: Objects | None) -> Outcome:
     if observed.blocker is not None:
         blocker = observed.blocker
         return Outcome(Phase.FAILED if blocker.failed else Phase.PENDING, blocker.reason, blocker.message)
@@ -143,19 +189,19 @@ def _outcome(resource: CsvKafkaImport, observed: Observed, shards: Sequence[Shar
         return Outcome(Phase.PENDING, "Creating", f"creating Job {job_name(resource)}")
     true = {c["type"]: c for c in job.get("status", {}).get("conditions") or [] if c.get("status") == "True"}
     if "Complete" in true or "SuccessCriteriaMet" in true:
-        return Outcome(Phase.SUCCEEDED, "Completed", _summary(resource, shards))
+        return Outcome(Phase.SUCCEEDED, "Completed", _summary(resource, shards, objects))
     if "Failed" in true or "FailureTarget" in true:
-        return _failure(resource, true.get("Failed") or true["FailureTarget"], observed, stalled)
+        return _failure(resource, true.get("Failed") or true["FailureTarget"], observed, stalled, objects)
     if job.get("spec", {}).get("suspend"):
         rows = sum(s.records_read for s in shards)
         return Outcome(Phase.SUSPENDED, "Suspended",
                        f"suspended after {rows:,} rows; set spec.suspend to false "
                        f"(kubectl csvimport resume {resource.metadata.name}) to continue")
-    return _in_progress(resource, observed, shards, stalled)
+    return _in_progress(resource, observed, shards, stalled, objects)
 
 
 def _in_progress(resource: CsvKafkaImport, observed: Observed, shards: Sequence[ShardStatus],
-                 stalled: str | None) -> Outcome:
+                 stalled: str | None, objects: Objects | None) -> Outcome:
     running = [p for p in observed.pods if p.get("status", {}).get("phase") == "Running"]
     said = reports(observed.pods, resource.spec.capacity)
     phase = Phase.RUNNING if running or any(s.state != "pending" for s in shards) else Phase.PENDING
@@ -170,8 +216,9 @@ def _in_progress(resource: CsvKafkaImport, observed: Observed, shards: Sequence[
     # A failure stays the headline until a checkpoint after it shows the retry got going.
     if running and (latest is None or not latest.failed or last_checkpoint > latest.at):
         rows = sum(s.records_read for s in shards)
+        done = f", objects done {objects.summary}" if objects else ""
         return Outcome(phase, "Running", f"{len(running)} of {resource.spec.parallelism} worker pods running, "
-                                         f"{rows:,} rows read from {resource.spec.source.uri}")
+                                         f"{rows:,} rows read from {resource.spec.source_text()}{done}")
     if shards and all(s.state == State.COMPLETED for s in shards):
         return Outcome(phase, "Completing", f"every shard is done; waiting for Job {job_name(resource)} to complete")
     if latest is not None:
@@ -180,9 +227,13 @@ def _in_progress(resource: CsvKafkaImport, observed: Observed, shards: Sequence[
                                       f"{job_name(resource)} to start")
 
 
-def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed, stalled: str | None) -> Outcome:
+def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed, stalled: str | None,
+             objects: Objects | None) -> Outcome:
     failures = [r for r in reports(observed.pods, resource.spec.capacity) if r.failed]
     name = resource.metadata.name
+    # With onObjectError fail, a failed object failed its shard: it is the cause, named with its URI.
+    failed_object = objects.failed[0] if objects and objects.failed and resource.spec.on_object_error is (
+        ObjectErrorAction.FAIL) else None
     if condition.get("reason") == "DeadlineExceeded":
         rows = sum(cp.last_line for cp in observed.checkpoints.values())
         # The Job's own deadline: the spec may have changed since.
@@ -191,7 +242,10 @@ def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed, stal
             f"the import ran longer than spec.activeDeadlineSeconds ({deadline}s) and "
             f"was stopped after {rows:,} rows; raise spec.activeDeadlineSeconds (or remove it), then kubectl "
             f"csvimport restart {name} continues from the last checkpoint"))
-    if stalled is not None and not failures:
+    if failed_object is not None:
+        reason = failed_object.reason
+        message = f"object {failed_object.uri} failed: {failed_object.message or failed_object.reason}"
+    elif stalled is not None and not failures:
         # The stalled pods were deleted, so they say nothing: their stalls used up the Job's retries.
         reason, message = STALLED, f"{stalled}; the Job's retries are used up"
     elif failures:
@@ -265,10 +319,65 @@ def _shard(index: int, job_id: str, cp: Checkpoint | None) -> ShardStatus:
     )
 
 
-def _summary(resource: CsvKafkaImport, shards: Sequence[ShardStatus]) -> str:
+def _summary(resource: CsvKafkaImport, shards: Sequence[ShardStatus], objects: Objects | None) -> str:
     read, sent, bad = (sum(getattr(s, f) for s in shards) for f in ("records_read", "records_sent", "records_bad"))
-    return (f"imported {resource.spec.source.uri} into topic {resource.spec.sink.topic}: {read:,} rows read, "
-            f"{sent:,} sent, {bad:,} bad")
+    done = f"; objects done {objects.summary}" if objects else ""
+    return (f"imported {resource.spec.source_text()} into topic {resource.spec.sink.topic}: {read:,} rows read, "
+            f"{sent:,} sent, {bad:,} bad{done}")
+
+
+# -- many objects ----------------------------------------------------------------------------------
+
+_FAILED_LIST = TypeAdapter(list[FailedObject])
+
+
+def _objects(resource: CsvKafkaImport, checkpoints: Mapping[str, Checkpoint]) -> Objects:
+    """Totals of the shards' summary items; a shard not started yet leaves the total unknown. The worker
+    counts a split object once, in the shard that imports its first piece."""
+    summaries = [checkpoints.get(job_id) for job_id in resource.spec.shard_job_ids()]
+    started = [cp for cp in summaries if cp is not None]
+    totals = [cp.objects_total for cp in summaries if cp is not None]
+    counts = ObjectCounts(
+        total=None if len(started) < len(summaries) or None in totals else sum(t or 0 for t in totals),
+        done=sum(cp.objects_done or 0 for cp in started),
+        failed=sum(cp.objects_failed or 0 for cp in started),
+        running=sum(1 for cp in started if cp.state is State.RUNNING and cp.current_object),
+    )
+    failed = [item for cp in started for item in _failed_list(cp)]
+    return Objects(counts, tuple(failed[:MAX_FAILED_OBJECTS]))
+
+
+def _failed_list(cp: Checkpoint) -> list[FailedObject]:
+    if not cp.failed_objects:
+        return []
+    try:
+        return _FAILED_LIST.validate_json(cp.failed_objects)
+    except ValidationError:
+        # Counted in objects_failed all the same; `kubectl csvimport objects` reads each object's own item.
+        return []
+
+
+def _objects_failed(resource: CsvKafkaImport, objects: Objects) -> tuple[bool, str, str]:
+    count = objects.counts.failed
+    if not count:
+        return False, "NoObjectFailed", "no object has failed"
+    skipped = f" and {'were' if count > 1 else 'was'} skipped (spec.onObjectError: skip)" if (
+        resource.spec.on_object_error is ObjectErrorAction.SKIP) else ""
+    first = (f"; first {objects.failed[0].uri}: {objects.failed[0].reason}"
+             f"{': ' + objects.failed[0].message if objects.failed[0].message else ''}" if objects.failed else "")
+    name = resource.metadata.name
+    return True, OBJECTS_FAILED, (
+        f"{count} object{'s' if count > 1 else ''} failed{skipped}{first}. kubectl csvimport objects {name} lists "
+        "them; once fixed, a new spec.rerun.id imports them again")
+
+
+def _slowest(shards: Sequence[ShardStatus]) -> SlowestShard | None:
+    """The running shard with the largest share of its bytes left, while more than one shard is running."""
+    running = [s for s in shards if s.state == State.RUNNING and s.bytes_read is not None and s.bytes_total]
+    if len(running) < 2:
+        return None
+    slowest = min(running, key=lambda s: (s.bytes_read or 0) / (s.bytes_total or 1))
+    return SlowestShard(index=slowest.index, progress=slowest.progress)
 
 
 def _sum_known(values: Sequence[int | None]) -> int | None:
@@ -338,7 +447,8 @@ def _completion_time(outcome: Outcome, observed: Observed, now: datetime) -> str
 
 
 def _conditions(previous: ImportStatus, outcome: Outcome, generation: int, now: datetime,
-                stalled: str | None = None) -> tuple[Condition, ...]:
+                stalled: str | None = None,
+                objects_failed: tuple[bool, str, str] | None = None) -> tuple[Condition, ...]:
     phase = outcome.phase
 
     def detail(applies: bool, otherwise: str) -> tuple[str, str]:
@@ -351,6 +461,10 @@ def _conditions(previous: ImportStatus, outcome: Outcome, generation: int, now: 
         # Only once an import has stalled: most never do, and their status stays as short.
         *((("Stalled", phase in ACTIVE and stalled is not None, _stall_detail(phase, stalled)),)
           if stalled is not None or previous.condition("Stalled") is not None else ()),
+        # Likewise only once an object has failed.
+        *(((OBJECTS_FAILED, objects_failed[0], objects_failed[1:]),)
+          if objects_failed is not None and (objects_failed[0] or previous.condition(OBJECTS_FAILED) is not None)
+          else ()),
     )
     conditions = []
     for type_, holds, (reason, message) in wanted:

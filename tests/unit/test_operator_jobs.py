@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from csvkafka_operator.jobs import CA_FILE, job_name, render_job
 from csvkafka_operator.models import CsvKafkaImport
 from csvkafka_operator.settings import Settings
 from csvkafka_worker.options import add_flags, parse
+from csvkafka_worker.spec import ImportSpec
 from tests.unit.chart import of_kind, render, render_error
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -49,6 +51,19 @@ def test_one_name_per_run_a_new_one_per_restart_and_per_resource() -> None:
     assert job_name(example("import.yaml", uid="another-resource-with-the-same-name")) != first
 
 
+def test_a_new_rerun_id_is_a_new_run_and_an_import_without_one_keeps_its_jobs_name() -> None:
+    uid = "6f1c0d0e-1111-4d2a-9f00-000000000001"
+    # The name Jobs had before reruns existed: a running import must not start a second Job on upgrade.
+    assert job_name(example("import.yaml")) == f"csv-import-{hashlib.sha256(f'{uid}/'.encode()).hexdigest()[:10]}"
+    assert job_name(example("import.yaml", rerun={"mode": "changed"})) == job_name(example("import.yaml"))
+    names = {job_name(example("import.yaml", **spec)) for spec in (
+        {}, {"rerun": {"id": "1"}}, {"rerun": {"id": "2"}}, {"restart": {"id": "1"}},
+        {"restart": {"id": "1"}, "rerun": {"id": "1"}}, {"restart": {"id": "2"}, "rerun": {"id": "1"}})}
+    assert len(names) == 6
+    assert job_name(example("import.yaml", rerun={"id": "1", "mode": "all"})) == job_name(
+        example("import.yaml", rerun={"id": "1"}))
+
+
 def test_the_job_belongs_to_the_import_so_that_deleting_it_deletes_the_job() -> None:
     resource = example("import.yaml")
     [owner] = render_job(resource, SETTINGS)["metadata"]["ownerReferences"]
@@ -56,9 +71,21 @@ def test_the_job_belongs_to_the_import_so_that_deleting_it_deletes_the_job() -> 
                      "uid": resource.metadata.uid, "controller": True, "blockOwnerDeletion": True}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
-def test_the_worker_command_line_imports_exactly_the_spec(name: str) -> None:
-    resource = example(name)
+MANY_OBJECTS = {
+    "source": {"uri": "s3://exports/2026-11-*/part-*.csv.gz", "include": ["**/*.gz"], "exclude": ["**/tmp-*"],
+               "modifiedAfter": "2026-11-01T00:00:00Z", "csv": {"expectedHeader": ["id", "name"]}},
+    "parallelism": 4, "onObjectError": "skip", "rerun": {"id": "2", "mode": "changed"},
+    "rateLimit": {"rowsPerSecond": 5000, "bytesPerSecond": 1e7},
+    "receipts": {"topic": "receipts", "manifestUri": "s3://exports/manifests/run.json"},
+}
+
+
+@pytest.mark.parametrize(("name", "overrides"), [
+    *(pytest.param(p.name, {}, id=p.name) for p in sorted(EXAMPLES.glob("*.yaml"))),
+    pytest.param("import.yaml", MANY_OBJECTS, id="many-objects"),
+    pytest.param("import.yaml", {"source": {"uris": ["s3://a-b/x.csv", "s3://a-b/y"]}}, id="a-list")])
+def test_the_worker_command_line_imports_exactly_the_spec(name: str, overrides: dict[str, Any]) -> None:
+    resource = example(name, **overrides)
     job = render_job(resource, SETTINGS)
     assert container(job)["command"] == ["csvkafka", "run"]
     parser = argparse.ArgumentParser()
@@ -69,7 +96,7 @@ def test_the_worker_command_line_imports_exactly_the_spec(name: str) -> None:
     env["JOB_COMPLETION_INDEX"] = "3"
     spec, run = parse(parser.parse_args(container(job)["args"]), env)
 
-    expected = resource.spec.model_dump(include={"source", "sink", "checkpoint", "delivery", "bad_rows", "retry"})
+    expected = resource.spec.model_dump(include=set(ImportSpec.model_fields))
     del expected["sink"]["auth"]["secret_ref"], expected["checkpoint"]["retention"]
     if expected["sink"]["auth"].pop("ca_config_map_ref"):
         expected["sink"]["auth"]["ca_file"] = CA_FILE

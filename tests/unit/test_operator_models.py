@@ -118,3 +118,25 @@ def test_a_ca_configmap_needs_tls_and_no_ca_file(auth: dict[str, object]) -> Non
                      "sink": {"bootstrapServers": "b:9092", "topic": "t", "auth": auth}}}
     with pytest.raises(InvalidResource, match=r"^spec\.sink\.auth: .*caConfigMapRef needs tls: true and no caFile"):
         CsvKafkaImport.from_body(body)
+
+
+def many_objects(**spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "x", "namespace": "n", "uid": "u"},
+            "spec": {"source": {"uri": "s3://bucket/exports/"}, "checkpoint": {"table": "checkpoints"},
+                     "sink": {"bootstrapServers": "b:9092", "topic": "t"}, **spec}}
+
+
+def test_a_row_to_restart_from_needs_a_single_object() -> None:
+    with pytest.raises(InvalidResource, match=r"^spec: .*restart.fromRow other than 1 needs a single-object source"):
+        CsvKafkaImport.from_body(many_objects(restart={"id": "1", "fromRow": 7}))
+    assert CsvKafkaImport.from_body(many_objects(restart={"id": "1", "fromRow": 1})).spec.restart
+
+
+@pytest.mark.parametrize(("source", "text"), [
+    ({"uri": "s3://bucket/exports/*.csv"}, "s3://bucket/exports/*.csv"),
+    ({"uris": ["s3://bucket/a.csv"]}, "s3://bucket/a.csv"),
+    ({"uris": ["s3://bucket/a.csv", "s3://bucket/b.csv", "s3://bucket/c.csv"]},
+     "s3://bucket/a.csv and 2 more objects of source.uris"),
+])
+def test_the_source_reads_as_one_phrase(source: dict[str, Any], text: str) -> None:
+    assert CsvKafkaImport.from_body(many_objects(source=source)).spec.source_text() == text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -275,3 +276,121 @@ def test_the_workers_error_is_read_from_its_termination_message(log: str, code: 
                                                (7500, "2h5m"), (7200, "2h"), (277_200, "3d5h")])
 def test_durations_read_like_kubectl_ages(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+# -- many objects ----------------------------------------------------------------------------------
+
+MANY = {"source": {"uri": "s3://exports/2026-11/"}}
+
+
+def summary(index: int, count: int, **fields: Any) -> Checkpoint:
+    """A shard's summary item of a multi-object import."""
+    return checkpoint(f"{JOB_ID}#{index}/{count}", **fields)
+
+
+def failed_list(*uris: str, reason: str = "BadHeader") -> str:
+    return json.dumps([{"uri": uri, "reason": reason, "message": f"{uri} has no header"} for uri in uris])
+
+
+def test_a_multi_object_import_reads_a_summary_item_per_shard_even_with_one_shard() -> None:
+    assert resource(**MANY).spec.shard_job_ids() == [f"{JOB_ID}#0/1"]
+    assert resource(parallelism=2, **MANY).spec.shard_job_ids() == [f"{JOB_ID}#0/2", f"{JOB_ID}#1/2"]
+    assert resource().spec.shard_job_ids() == [JOB_ID]
+    assert resource(parallelism=2).spec.shard_job_ids() == [f"{JOB_ID}#0/2", f"{JOB_ID}#1/2"]
+
+
+def test_objects_done_of_total_and_the_slowest_shard_come_from_the_shards_summaries() -> None:
+    many = resource(parallelism=3, **MANY)
+    status = observe(many, job=job(), pods=[pod("Running")], checkpoints=[
+        summary(0, 3, last_line=500, total_sent=500, byte_offset=900, bytes_total=1000, state=State.RUNNING,
+                objects_total=8, objects_done=6, current_object="s3://exports/2026-11/g.csv", rows_per_second=9.0),
+        summary(1, 3, last_line=200, total_sent=200, byte_offset=250, bytes_total=1000, state=State.RUNNING,
+                objects_total=7, objects_done=2, current_object="s3://exports/2026-11/p.csv", rows_per_second=9.0),
+        summary(2, 3, last_line=800, total_sent=800, byte_offset=1000, bytes_total=1000, state=State.COMPLETED,
+                objects_total=8, objects_done=8)])
+    assert status.objects is not None
+    assert (status.objects.total, status.objects.done, status.objects.failed, status.objects.running) == (23, 16, 0, 2)
+    assert status.objects_summary == "16/23"
+    assert status.slowest_shard is not None
+    assert (status.slowest_shard.index, status.slowest_shard.progress) == (1, "25.0%")
+    assert status.records_read == 1500 and status.progress == "71.7%"
+    assert status.condition("ObjectsFailed") is None
+    assert status.condition("Progressing").message.endswith(
+        "1,500 rows read from s3://exports/2026-11/, objects done 16/23")
+
+
+def test_until_every_shard_has_counted_its_objects_the_total_is_unknown() -> None:
+    status = observe(resource(parallelism=2, **MANY), job=job(), pods=[pod("Running")], checkpoints=[
+        summary(0, 2, objects_total=5, objects_done=3, state=State.RUNNING)])
+    assert status.objects is not None and status.objects.total is None
+    assert status.objects_summary == "3/?"
+
+
+def test_a_single_object_import_has_no_object_counts() -> None:
+    api = observe(resource(), job=job(), pods=[pod("Running")], checkpoints=[running_checkpoint()]).to_api()
+    assert not {"objects", "objectsSummary", "failedObjects", "slowestShard"} & set(api)
+
+
+def test_skipped_objects_leave_the_import_succeeded_with_an_objects_failed_condition_and_a_warning() -> None:
+    skip = resource(parallelism=2, onObjectError="skip", **MANY)
+    running = observe(skip, job=job(), pods=[pod("Running")], checkpoints=[
+        summary(0, 2, state=State.RUNNING, objects_total=5, objects_done=1)])
+    done = observe(resource(status=running.to_api(), parallelism=2, onObjectError="skip", **MANY),
+                   job=job("Complete", completion="2026-01-16T10:05:00Z"), checkpoints=[
+        summary(0, 2, state=State.COMPLETED, objects_total=5, objects_done=3, objects_failed=2,
+                failed_objects=failed_list("s3://exports/2026-11/a.csv", "s3://exports/2026-11/b.csv")),
+        summary(1, 2, state=State.COMPLETED, objects_total=4, objects_done=4)])
+    assert done.phase is Phase.SUCCEEDED
+    assert done.objects_summary == "7/9, 2 failed"
+    assert [(f.uri, f.reason) for f in done.failed_objects or ()] == [
+        ("s3://exports/2026-11/a.csv", "BadHeader"), ("s3://exports/2026-11/b.csv", "BadHeader")]
+    assert conditions(done)["ObjectsFailed"] == ("True", "ObjectsFailed")
+    message = done.condition("ObjectsFailed").message
+    assert message.startswith("2 objects failed and were skipped (spec.onObjectError: skip); first "
+                              "s3://exports/2026-11/a.csv: BadHeader: s3://exports/2026-11/a.csv has no header")
+    assert "kubectl csvimport objects people" in message
+    assert "objects done 7/9, 2 failed" in done.condition("Succeeded").message
+    event = transition(running, done)
+    assert event is not None and (event.type, event.reason, event.message) == ("Warning", "ObjectsFailed", message)
+    # Told once: the next pass has nothing new to say.
+    assert transition(done, done) is None
+
+
+def test_the_failed_objects_listed_in_the_status_are_capped() -> None:
+    uris = [f"s3://exports/2026-11/{n:02}.csv" for n in range(30)]
+    status = observe(resource(parallelism=2, onObjectError="skip", **MANY), job=job(), pods=[pod("Running")],
+                     checkpoints=[summary(0, 2, objects_failed=15, failed_objects=failed_list(*uris[:15])),
+                                  summary(1, 2, objects_failed=15, failed_objects=failed_list(*uris[15:]))])
+    assert status.objects is not None and status.objects.failed == 30
+    assert [f.uri for f in status.failed_objects or ()] == uris[:20]
+
+
+def test_an_unreadable_failed_list_still_counts_its_objects() -> None:
+    status = observe(resource(onObjectError="skip", **MANY), job=job(), pods=[pod("Running")],
+                     checkpoints=[summary(0, 1, objects_failed=1, failed_objects="[{not json")])
+    assert status.objects is not None and status.objects.failed == 1 and status.failed_objects is None
+    assert status.condition("ObjectsFailed").message.startswith("1 object failed and was skipped (")
+
+
+def test_a_failed_object_fails_the_import_with_its_reason_when_on_object_error_is_fail() -> None:
+    status = observe(resource(**MANY), job=job("Failed", reason="PodFailurePolicy"),
+                     pods=[failed_pod("BadInput", "row 3 is bad", 65)],
+                     checkpoints=[summary(0, 1, state=State.FAILED, objects_total=4, objects_done=1, objects_failed=1,
+                                          failed_objects=failed_list("s3://exports/2026-11/c.csv",
+                                                                     reason="ExpectedHeaderMismatch"))])
+    assert status.phase is Phase.FAILED
+    assert conditions(status)["Failed"] == ("True", "ExpectedHeaderMismatch")
+    assert status.condition("Failed").message.startswith(
+        "object s3://exports/2026-11/c.csv failed: s3://exports/2026-11/c.csv has no header. Then:")
+
+
+def test_a_new_rerun_id_is_a_new_run_observed_once_its_job_exists() -> None:
+    done = observe(resource(**MANY), job=job("Complete", completion="2026-01-16T10:05:00Z"),
+                   checkpoints=[summary(0, 1, state=State.COMPLETED, objects_total=3, objects_done=3)])
+    assert finished(resource(status=done.to_api(), **MANY))
+    rerun = resource(status=done.to_api(), rerun={"id": "late-files", "mode": "changed"}, **MANY)
+    assert not finished(rerun)
+    assert observe(rerun, blocker=Blocker("StoppingPreviousRun", "", failed=False)).observed_rerun_id is None
+    started = observe(rerun, job=job())
+    assert started.observed_rerun_id == "late-files" and started.job_name == job_name(rerun) != done.job_name
+    assert finished(resource(status=started.to_api(), rerun={"id": "late-files", "mode": "changed"}, **MANY)) is False

@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 
 from csvkafka_operator.jobs import LABEL_MANAGED_BY, MANAGED_BY
-from csvkafka_operator.models import API_VERSION, GROUP, KIND, PLURAL, VERSION, Retention
+from csvkafka_operator.models import GROUP, PLURAL, VERSION, Retention
 from csvkafka_operator.reconcile import Reconciler
 from csvkafka_operator.settings import Settings
 
@@ -39,14 +39,13 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, settings: 
 
     @kopf.timer(*IMPORTS, id="refresh", interval=settings.interval_seconds, when=unfinished, registry=registry)
     def refresh(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile(namespace, name)
+        if namespace:
+            reconciler.refresh(namespace, name)
 
     @kopf.on.event("batch", "v1", "jobs", id="job-changed", labels={LABEL_MANAGED_BY: MANAGED_BY},
                    registry=registry)
-    def job_changed(body: kopf.Body, **_: Any) -> None:
-        for owner in body.metadata.get("ownerReferences", []):
-            if owner.get("apiVersion") == API_VERSION and owner.get("kind") == KIND:
-                reconcile(body.metadata.namespace, owner["name"])
+    def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+        reconciler.job_event(dict(body), deleted=type == "DELETED")
 
     @kopf.on.delete(*IMPORTS, id="delete-checkpoints", when=deletes_checkpoints, registry=registry)
     def delete_checkpoints(body: kopf.Body, **_: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from csvkafka_operator.jobs import LABEL_IMPORT
+from csvkafka_operator.jobs import LABEL_IMPORT, LABEL_MANAGED_BY, MANAGED_BY
 from csvkafka_operator.models import GROUP, PLURAL, VERSION
 
 Json = dict[str, Any]
@@ -81,6 +81,12 @@ class Kube:
 
     def list_jobs(self, namespace: str, import_name: str) -> list[Json]:
         listed = _json(self.batch.list_namespaced_job(namespace, label_selector=f"{LABEL_IMPORT}={import_name}",
+                                                      _preload_content=False))
+        return list(listed.get("items", []))
+
+    def list_managed_jobs(self, namespace: str) -> list[Json]:
+        """Every Job of the operator's in the namespace, of all imports."""
+        listed = _json(self.batch.list_namespaced_job(namespace, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}",
                                                       _preload_content=False))
         return list(listed.get("items", []))
 

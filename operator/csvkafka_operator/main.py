@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import sys
@@ -11,7 +12,8 @@ from typing import Any, cast
 import kopf
 
 from csvkafka_operator import handlers
-from csvkafka_operator.checkpoints import Checkpoints
+from csvkafka_operator.checkpoints import SharedReads
+from csvkafka_operator.counters import Requests, count_dynamodb, count_kubernetes
 from csvkafka_operator.k8s import Json, Kube, connect
 from csvkafka_operator.reconcile import Reconciler
 from csvkafka_operator.settings import Settings, SettingsError
@@ -30,15 +32,24 @@ def run(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_via_client)
-    kopf.on.startup(registry=registry)(tune)
-    reconciler = Reconciler(Kube(connect()), Checkpoints(), settings, emit=post_event)
+    kopf.on.startup(registry=registry)(functools.partial(tune, max_workers=settings.max_workers))
+    requests = Requests()
+    # The liveness endpoint reports the requests so far (kopf's own watches, patches and events not included).
+    kopf.on.probe(id="requests", registry=registry)(lambda **_: requests.snapshot())
+    api = connect()
+    count_kubernetes(api, requests)
+    import boto3
+
+    dynamodb = boto3.client("dynamodb")
+    count_dynamodb(dynamodb, requests)
+    reconciler = Reconciler(Kube(api), SharedReads(dynamodb), settings, emit=post_event)
     handlers.register(registry, reconciler, settings)
     kopf.run(registry=registry, standalone=True, clusterwide=not namespaces, namespaces=namespaces,
              liveness_endpoint=args.liveness)
     return 0
 
 
-def tune(settings: kopf.OperatorSettings, **_: Any) -> None:
+def tune(settings: kopf.OperatorSettings, max_workers: int, **_: Any) -> None:
     # Our own names for what kopf keeps on the resources; changing them later re-runs handlers.
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
@@ -52,6 +63,9 @@ def tune(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 30
     settings.posting.reporting_component = "csvkafka-operator"
     settings.posting.reporting_instance = socket.gethostname()
+    # The threads that run the (synchronous) reconcile passes: Job events of one import wait for no
+    # more than this many other passes.
+    settings.execution.max_workers = max_workers
 
 
 def post_event(body: Json, event: Event) -> None:

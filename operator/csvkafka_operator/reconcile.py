@@ -7,6 +7,7 @@ so create, resume, spec edits, Job events and the timer all run the same `reconc
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -14,26 +15,51 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from csvkafka_operator import stalls, status
+from csvkafka_operator.capacity import PodCap
 from csvkafka_operator.checkpoints import Checkpoints, TableNotFound
 from csvkafka_operator.jobs import job_name, render_job, service_account
 from csvkafka_operator.k8s import Json, Kube
-from csvkafka_operator.models import CsvKafkaImport, ImportStatus, InvalidResource
+from csvkafka_operator.models import API_VERSION, KIND, CsvKafkaImport, ImportStatus, InvalidResource
 from csvkafka_operator.settings import Settings
 from csvkafka_operator.status import Blocker, Event, Observed
 
 Emit = Callable[[Json, Event], None]
+QUEUED = "Queued"
+# A queued import starts when a Job event frees pods; its timer looks again this seldom, as a backstop.
+QUEUED_RECHECK_SECONDS = 30.0
 
 
 class Reconciler:
     def __init__(self, kube: Kube, checkpoints: Checkpoints, settings: Settings, *, emit: Emit,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.checkpoints = checkpoints
         self.settings = settings
         self.emit = emit
         self.clock = clock
+        self.monotonic = monotonic
+        self.cap = PodCap(settings.max_worker_pods_per_namespace, clock=monotonic)
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._queued_at: dict[tuple[str, str], float] = {}
+
+    def refresh(self, namespace: str, name: str) -> None:
+        """The timer's pass: a queued import is started by Job events, so the timer only backs them up."""
+        queued_at = self._queued_at.get((namespace, name))
+        if queued_at is not None and self.monotonic() - queued_at < QUEUED_RECHECK_SECONDS:
+            return
+        self.reconcile(namespace, name)
+
+    def job_event(self, job: Json, *, deleted: bool) -> None:
+        """A Job of the operator's changed: its import's pass, then the queued imports its pods may make room for."""
+        self.cap.observe(job, deleted=deleted)
+        meta = job["metadata"]
+        for owner in meta.get("ownerReferences", []):
+            if owner.get("apiVersion") == API_VERSION and owner.get("kind") == KIND:
+                self.reconcile(meta["namespace"], owner["name"])
+        for name in self.cap.next_up(meta["namespace"]):
+            self.reconcile(meta["namespace"], name)
 
     def reconcile(self, namespace: str, name: str) -> None:
         # kopf runs change handlers, timers and Job events of one import concurrently; a restart must
@@ -41,6 +67,7 @@ class Reconciler:
         with self._lock(namespace, name):
             body = self.kube.get_import(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
+                self._dequeue(namespace, name)
                 return
             previous = ImportStatus.model_validate(body.get("status") or {})
             try:
@@ -50,6 +77,10 @@ class Reconciler:
                 self._publish(body, previous, status.invalid(previous, generation, str(invalid), self.clock()))
                 return
             job, blocker = self._ensure(resource)
+            if blocker is not None and blocker.reason == QUEUED:
+                self._queued_at.setdefault((namespace, name), self.monotonic())
+            else:
+                self._dequeue(namespace, name)
             current = status.compute(resource, self._observe(resource, job, blocker), self.clock())
             # A stalled worker's pod is deleted (a failure the Job counts against its retries) and its
             # next pod resumes from the checkpoint. Deleted before the status says so: a failed delete
@@ -95,11 +126,21 @@ class Reconciler:
         blocker = self._preflight(resource)
         if blocker is not None:
             return None, blocker
-        try:
-            self._carry_out_restart(resource)
-        except TableNotFound as missing:
-            return None, Blocker("CheckpointTableNotFound", str(missing), failed=True)
-        return self.kube.create_job(render_job(resource, self.settings)), None
+        with self.cap.starting(namespace):
+            if self.cap.enabled and self.cap.needs_count(namespace):
+                self.cap.count(namespace, self.kube.list_managed_jobs(namespace))
+            # A suspended import's Job runs no pods until it is resumed.
+            queued = self.cap.admit(namespace, resource.metadata.name,
+                                    0 if resource.spec.suspend else resource.spec.parallelism)
+            if queued is not None:
+                return None, Blocker(QUEUED, queued, failed=False)
+            try:
+                self._carry_out_restart(resource)
+            except TableNotFound as missing:
+                return None, Blocker("CheckpointTableNotFound", str(missing), failed=True)
+            created = self.kube.create_job(render_job(resource, self.settings))
+            self.cap.observe(created)
+            return created, None
 
     def _owned_jobs(self, resource: CsvKafkaImport) -> list[Json]:
         # The label finds candidates; the owner uid rules out Jobs of a deleted namesake.
@@ -177,6 +218,10 @@ class Reconciler:
         event = status.transition(previous, current)
         if event is not None:
             self.emit(body, event)
+
+    def _dequeue(self, namespace: str, name: str) -> None:
+        self.cap.leave(namespace, name)
+        self._queued_at.pop((namespace, name), None)
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:

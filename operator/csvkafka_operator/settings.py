@@ -20,6 +20,8 @@ ENV = {
     "job_ttl_seconds": "CSVKAFKA_JOB_TTL_SECONDS",
     "namespaces": "CSVKAFKA_NAMESPACES",
     "interval_seconds": "CSVKAFKA_INTERVAL_SECONDS",
+    "max_worker_pods_per_namespace": "CSVKAFKA_MAX_PODS_PER_NAMESPACE",
+    "max_workers": "CSVKAFKA_MAX_WORKERS",
 }
 JSON_SETTINGS = ("worker_env", "fargate_labels")
 
@@ -97,6 +99,11 @@ class Settings(BaseModel):
     namespaces: tuple[str, ...] = ()
     # How often a running import's status is refreshed from its checkpoints.
     interval_seconds: float = Field(default=5.0, gt=0)
+    # Worker pods of all imports of one namespace that may run at once (the parallelism of the active
+    # Jobs); an import that would go over it waits, queued. 0: no cap.
+    max_worker_pods_per_namespace: int = Field(default=20, ge=0)
+    # Reconcile passes that run at once (kopf's thread pool for its handlers).
+    max_workers: int = Field(default=16, ge=1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -27,9 +27,11 @@ class FakeKube:
         self.secrets: dict[str, frozenset[str]] = {}
         self.pods: list[dict[str, Any]] = []
         self.deleted_pods: list[str] = []
+        self.reads: list[str] = []
 
-    def get_import(self, namespace: str, name: str) -> dict[str, Any]:
-        return copy.deepcopy(self.body)
+    def get_import(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(name)
+        return copy.deepcopy(self.body) if name == NAME else None
 
     def patch_import_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         status = self.body.setdefault("status", {})
@@ -38,6 +40,9 @@ class FakeKube:
             del status[key]
 
     def list_jobs(self, namespace: str, import_name: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(job) for job in self.jobs.values()]
+
+    def list_managed_jobs(self, namespace: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(job) for job in self.jobs.values()]
 
     def create_job(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -96,16 +101,62 @@ class FakeCheckpoints:
         self.items[job_id] = Checkpoint(job_id=job_id, last_line=row - 1, state=State.INTERRUPTED)
 
 
-def setup(clock: list[datetime] | None = None, **spec: Any) -> tuple[FakeKube, FakeCheckpoints, Reconciler,
-                                                                     list[Event]]:
+def setup(clock: list[datetime] | None = None, settings: Settings | None = None, monotonic: list[float] | None = None,
+          **spec: Any) -> tuple[FakeKube, FakeCheckpoints, Reconciler, list[Event]]:
     kube = FakeKube({"source": {"uri": "s3://exports/people.csv"}, "sink": {"bootstrapServers": "b:9092",
                                                                             "topic": "people"},
                      "checkpoint": {"table": "checkpoints"}, **spec})
     checkpoints, events = FakeCheckpoints(), []
-    reconciler = Reconciler(kube, checkpoints, Settings(worker_image="csvkafka:test"),
+    reconciler = Reconciler(kube, checkpoints, settings or Settings(worker_image="csvkafka:test"),
                             emit=lambda body, event: events.append(event),
-                            clock=lambda: (clock or [START])[0])
+                            clock=lambda: (clock or [START])[0], monotonic=lambda: (monotonic or [0.0])[0])
     return kube, checkpoints, reconciler, events
+
+
+def other_job(name: str, parallelism: int = 1) -> dict[str, Any]:
+    """A running Job of another import in the namespace."""
+    return {"metadata": {"name": name, "namespace": NS, "ownerReferences": [
+        {"apiVersion": "csvkafka.io/v1alpha1", "kind": "CsvKafkaImport", "name": "other", "uid": "other-uid"}]},
+        "spec": {"parallelism": parallelism}, "status": {}}
+
+
+def test_an_import_over_the_pod_cap_is_queued_and_a_finishing_job_starts_it() -> None:
+    now = [0.0]
+    kube, _, reconciler, events = setup(settings=Settings(worker_image="csvkafka:test",
+                                                          max_worker_pods_per_namespace=2), monotonic=now)
+    kube.jobs = {"other-a": other_job("other-a"), "other-b": other_job("other-b")}
+    reconciler.reconcile(NS, NAME)
+    assert kube.created == []
+    status = kube.body["status"]
+    [progressing] = [c for c in status["conditions"] if c["type"] == "Progressing"]
+    assert status["phase"] == "Pending" and progressing["reason"] == "Queued"
+    assert "cap is 2 per namespace (CSVKAFKA_MAX_PODS_PER_NAMESPACE" in progressing["message"]
+    assert [e.reason for e in events] == ["Queued"]
+
+    # The timer leaves a queued import to the Job events, looking again only now and then.
+    kube.reads.clear()
+    reconciler.refresh(NS, NAME)
+    assert kube.reads == []
+    # A Job event that frees no pod starts nothing.
+    reconciler.job_event(kube.jobs["other-a"], deleted=False)
+    assert kube.created == []
+
+    kube.jobs["other-a"]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    reconciler.job_event(kube.jobs["other-a"], deleted=False)
+    [job] = kube.created
+    assert kube.body["status"]["jobName"] == job
+    assert [c["reason"] for c in kube.body["status"]["conditions"] if c["type"] == "Progressing"] == ["Starting"]
+    # Started: the timer's passes run again, every time.
+    now[0] = 1.0
+    reconciler.refresh(NS, NAME)
+    assert [name for name in kube.reads if name == NAME] == [NAME, NAME]
+
+
+def test_without_a_cap_every_import_starts_at_once() -> None:
+    kube, _, reconciler, _ = setup(settings=Settings(worker_image="csvkafka:test", max_worker_pods_per_namespace=0))
+    kube.jobs = {f"other-{i}": other_job(f"other-{i}", 4) for i in range(10)}
+    reconciler.reconcile(NS, NAME)
+    assert len(kube.created) == 1
 
 
 def test_every_pass_ensures_one_job_and_mirrors_it() -> None:

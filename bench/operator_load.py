@@ -201,6 +201,8 @@ class Result:
     wrong_counts: list[str]
     lag_seen: list[float]
     lag_condition: list[float]
+    lag_kubernetes: list[float]
+    lag_operator: list[float]
     wall_s: float
     cpu_s: float
     rss_peak_mib: float
@@ -314,7 +316,11 @@ def run(stack: Stack, args: argparse.Namespace, say: Callable[[str], None]) -> R
 def evaluate(stack: Stack, load: Load, watcher: Watcher, measured: Measured, args: argparse.Namespace) -> Result:
     pid, _ = operator_process()
     finals = _final_checkpoints(stack, watcher.bodies)
-    lag_seen, lag_condition, wrong = [], [], []
+    lag_seen: list[float] = []
+    lag_condition: list[float] = []
+    lag_kubernetes: list[float] = []
+    lag_operator: list[float] = []
+    wrong: list[str] = []
     consumer = stack.watermark_consumer()
     try:
         for name in load.names:
@@ -326,6 +332,10 @@ def evaluate(stack: Stack, load: Load, watcher: Watcher, measured: Measured, arg
                              if c["type"] == "Succeeded" and c["status"] == "True"), None)
                 if cond:
                     lag_condition.append(epoch(cond["lastTransitionTime"]) - finals[name])
+                completed = body.get("status", {}).get("completionTime")
+                if completed:  # the Job's completionTime: what Kubernetes took, and what the operator took
+                    lag_kubernetes.append(epoch(completed) - finals[name])
+                    lag_operator.append(at - epoch(completed))
             low, high = consumer.get_watermark_offsets(TopicPartition(load.topics[name], 0), timeout=10,
                                                        cached=False)
             if high - low != args.rows:
@@ -336,7 +346,8 @@ def evaluate(stack: Stack, load: Load, watcher: Watcher, measured: Measured, arg
         imports=args.imports,
         succeeded=sum(1 for phase, _ in watcher.seen.values() if phase == "Succeeded"),
         failed=[n for n in load.names if watcher.seen.get(n, ("", 0.0))[0] != "Succeeded"],
-        wrong_counts=wrong, lag_seen=lag_seen, lag_condition=lag_condition, wall_s=measured.wall_s,
+        wrong_counts=wrong, lag_seen=lag_seen, lag_condition=lag_condition,
+        lag_kubernetes=lag_kubernetes, lag_operator=lag_operator, wall_s=measured.wall_s,
         cpu_s=measured.cpu_s, rss_peak_mib=measured.rss_peak_kib / 1024, hwm_mib=memory_kib(pid, "VmHWM") / 1024,
         operator_requests=measured.operator_requests, apiserver_requests=measured.apiserver_requests,
         queued_seen=len(measured.queued))
@@ -394,6 +405,8 @@ def table(result: Result, label: str) -> str:
         ("wall time", f"{result.wall_s:.1f} s"),
         ("status lag, seen (p50 / p95 / max)", _lag(result.lag_seen)),
         ("status lag, condition time (p50 / p95 / max)", _lag(result.lag_condition)),
+        ("of which final checkpoint → Job completionTime", _lag(result.lag_kubernetes)),
+        ("of which Job completionTime → Succeeded seen", _lag(result.lag_operator)),
         ("operator CPU", f"{result.cpu_s:.1f} s ({result.cpu_s / n:.3f} s per import)"),
         ("operator RSS peak (sampled) / VmHWM", f"{result.rss_peak_mib:.0f} MiB / {result.hwm_mib:.0f} MiB"),
         ("Kubernetes requests by the operator", "not reported by this operator" if kube is None

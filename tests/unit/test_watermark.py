@@ -17,9 +17,14 @@ class CountedAcks:
 
     outstanding: int = 0
     failed: list[str] = field(default_factory=list)
+    checksum: int = 0
+    offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def failures(self) -> list[str]:
         return self.failed
+
+    def receipt(self) -> Counts:
+        return Counts(checksum=self.checksum, offsets=self.offsets)
 
 
 def test_position_advances_only_over_the_fully_acknowledged_prefix() -> None:
@@ -129,3 +134,32 @@ def test_merging_counts_matches_a_sum_over_rows(parts: list[Counts]) -> None:
     assert total.offsets == {p: (min(part.offsets[p][0] for part in parts if p in part.offsets),
                                  max(part.offsets[p][1] for part in parts if p in part.offsets))
                              for p in partitions}
+
+
+def test_a_blocks_checksum_and_offsets_count_once_all_of_it_is_acknowledged() -> None:
+    wm = DeliveryWatermark(Position(0, 0), Counts(sent=1, checksum=5, offsets={0: (0, 0)}))
+    first, second = RowAcks(outstanding=3, checksum=100), CountedAcks(1, checksum=2**64 - 1, offsets={1: (9, 9)})
+    wm.open_block(Position(2, 20), Counts(sent=2, dead_lettered=1), first)
+    wm.open_block(Position(3, 30), Counts(sent=1), second)
+    first.ack(partition=0, offset=4)
+    first.ack(partition=2, offset=7)
+    second.outstanding = 0
+    assert wm.position == Position(0, 0) and wm.delivered == Counts(sent=1, checksum=5, offsets={0: (0, 0)})
+    first.ack()  # the dead letter: no offset of the main topic
+    assert wm.position == Position(3, 30)
+    assert wm.delivered == Counts(sent=4, dead_lettered=1, checksum=104, offsets={0: (0, 4), 1: (9, 9), 2: (7, 7)})
+
+
+def test_row_acks_keep_the_first_and_last_offset_of_each_partition() -> None:
+    acks = RowAcks(outstanding=6)
+    for partition, offset in [(0, 11), (1, 3), (0, 10), (0, 12), (1, 2)]:
+        acks.ack(partition=partition, offset=offset)
+    acks.ack("Local: Message timed out", partition=0, offset=-1)
+    assert acks.receipt().offsets == {0: (10, 12), 1: (2, 3)}
+    assert acks.failures() == ["Local: Message timed out"]
+
+
+def test_a_failed_block_adds_no_checksum() -> None:
+    wm = DeliveryWatermark(Position(0, 0))
+    wm.open_block(Position(1, 10), Counts(sent=1), CountedAcks(0, ["Broker: Message size too large"], checksum=9))
+    assert wm.position == Position(0, 0) and wm.delivered == Counts()

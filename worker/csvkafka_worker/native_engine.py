@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, Producer
 from csvkafka_worker import records
 from csvkafka_worker.encode import BadKind, BadRecord, RecordBlock
 from csvkafka_worker.engine import Encoder, Encodes, InFlight, Scanner, Sender, SendPlan
+from csvkafka_worker.watermark import Counts
 
 # The encodings the native core reads (codecs.lookup(...).name); the others run on the Python path.
 NATIVE_ENCODINGS = ("utf-8", "utf-8-sig", "ascii", "iso8859-1", "cp1252")
@@ -140,6 +141,10 @@ class NativeFlight:
             return []
         reasons = [str(KafkaError(code).str()) for code in self._flight.errors]
         return reasons + ([f"and {failed - len(reasons)} more"] if failed > len(reasons) else [])
+
+    def receipt(self) -> Counts:
+        return Counts(checksum=int(self._flight.checksum),
+                      offsets={partition: (first, last) for partition, first, last in self._flight.offsets})
 
     def produce(self, max_wait: float) -> bool:
         return bool(self._flight.produce(max_wait))

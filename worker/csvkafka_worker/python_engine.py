@@ -2,12 +2,13 @@
 
 It splits with records.Scanner (the csv module, and the state machine for records that span
 chunks), encodes with encode.RowEncoder, and produces one `produce()` per row, each acknowledged
-by a delivery report served by `poll()`.
+by a delivery report served by `poll()`, which also gives the row's partition and offset.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from confluent_kafka import KafkaError, Producer
 from csvkafka_worker import records
 from csvkafka_worker.encode import Encoded, RecordBlock, RowEncoder
 from csvkafka_worker.engine import RECORD_OVERHEAD, Encoder, Headers, InFlight, Scanner, Sender, SendPlan
-from csvkafka_worker.watermark import RowAcks
+from csvkafka_worker.watermark import CHECKSUM_MODULUS, Counts, RowAcks
 
 
 class PythonEngine:
@@ -57,6 +58,8 @@ class PythonSender:
         keys = encoded.keys
         flight.messages = [(plan.topic, encoded.values[j], keys[j] if keys is not None else None, h)
                            for j, h in zip(rows, headers, strict=True)]
+        flight.rows = len(rows)
+        flight.acks.checksum = sum(map(zlib.crc32, (encoded.values[j] for j in rows))) % CHECKSUM_MODULUS
         for index, reason in plan.dead_letters:
             assert plan.dead_letter_topic is not None
             flight.messages.append((plan.dead_letter_topic, *_dead_letter(block, index, reason, source, plan)))
@@ -90,6 +93,7 @@ class PythonFlight:
         self.producer = producer
         self.acks = RowAcks()
         self.messages: list[tuple[str, bytes, bytes | None, Headers | None]] = []
+        self.rows = 0  # the first `rows` messages are rows of the main topic, the rest dead letters
         self._next = 0
 
     @property
@@ -99,8 +103,11 @@ class PythonFlight:
     def failures(self) -> list[str]:
         return self.acks.errors
 
+    def receipt(self) -> Counts:
+        return self.acks.receipt()
+
     def produce(self, max_wait: float) -> bool:
-        acks = self.acks
+        acks, offsets, rows = self.acks, self.acks.offsets, self.rows
 
         # RowAcks.ack inlined: this runs once per row, and an extra call per row shows in profiles.
         def ack(error: KafkaError | None, _message: Any) -> None:
@@ -108,13 +115,27 @@ class PythonFlight:
             if error is not None:
                 acks.errors.append(str(error.str()))
 
+        def ack_row(error: KafkaError | None, message: Any) -> None:
+            if error is not None:
+                ack(error, message)
+                return
+            acks.outstanding -= 1
+            partition, offset = message.partition(), message.offset()
+            seen = offsets.get(partition)
+            if seen is None:
+                offsets[partition] = (offset, offset)
+            elif offset > seen[1]:  # a partition's reports come in offset order: the usual case
+                offsets[partition] = (seen[0], offset)
+            elif offset < seen[0]:
+                offsets[partition] = (offset, seen[1])
+
         produce, messages = self.producer.produce, self.messages
         full_since: float | None = None
         while self._next < len(messages):
             try:
                 for i in range(self._next, len(messages)):
                     topic, value, key, headers = messages[i]
-                    produce(topic, value, key, on_delivery=ack, headers=headers)
+                    produce(topic, value, key, on_delivery=ack_row if i < rows else ack, headers=headers)
                     self._next = i + 1
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room again.

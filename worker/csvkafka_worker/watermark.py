@@ -74,6 +74,11 @@ def offsets_from_json(raw: dict[str, list[int]]) -> Offsets:
 class Acks(Protocol):
     """A block's acknowledgements, as its engine counts them."""
 
+    def receipt(self) -> Counts:
+        """The checksum of the values sent to the main topic and, per partition, the first and last
+        offset Kafka acknowledged for them (all of them once `outstanding` is 0)."""
+        ...
+
     @property
     def outstanding(self) -> int:
         """Messages not yet acknowledged (produced or still to produce)."""
@@ -90,14 +95,22 @@ class RowAcks:
 
     outstanding: int = 0
     errors: list[str] = field(default_factory=list)
+    checksum: int = 0
+    offsets: Offsets = field(default_factory=dict)
 
-    def ack(self, error: str | None = None) -> None:
+    def ack(self, error: str | None = None, partition: int | None = None, offset: int | None = None) -> None:
+        """One message's delivery report: a row of the main topic gives its partition and offset."""
         self.outstanding -= 1
         if error is not None:
             self.errors.append(error)
+        elif partition is not None and offset is not None:
+            merge_offsets(self.offsets, {partition: (offset, offset)})
 
     def failures(self) -> list[str]:
         return self.errors
+
+    def receipt(self) -> Counts:
+        return Counts(checksum=self.checksum, offsets=self.offsets)
 
 
 @dataclass
@@ -138,4 +151,5 @@ class DeliveryWatermark:
         while self._in_flight and self._in_flight[0].acks.outstanding == 0 and not self._in_flight[0].acks.failures():
             done = self._in_flight.popleft()
             self._position = done.end
+            done.counts.add(done.acks.receipt())
             self.delivered.add(done.counts)

@@ -7,6 +7,8 @@
 //! payload address tells which block it belongs to; the block's buffers stay alive until its
 //! last message is acknowledged (delivered, failed or purged by an aborted transaction).
 //! Messages that Python produced (the positions record) fall in no block and are ignored.
+//! A block also keeps, per partition, the first and last offset Kafka acknowledged for its rows
+//! (its dead letters, told apart by their payload addresses, excluded).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_char, c_int, c_void, CStr};
@@ -30,6 +32,10 @@ pub struct Flight {
     failed: AtomicU64,
     errors: Mutex<Vec<c_int>>,
     ranges: Vec<(usize, usize)>,
+    /// Payload addresses of the dead letters, sorted.
+    dead_letters: Vec<usize>,
+    /// (partition, first offset, last offset) of the rows acknowledged.
+    offsets: Mutex<Vec<(i32, i64, i64)>>,
     keep: Mutex<Option<Keep>>,
 }
 
@@ -42,6 +48,24 @@ impl Flight {
     }
     pub fn errors(&self) -> Vec<c_int> {
         self.errors.lock().unwrap().clone()
+    }
+    /// Per partition, the first and last offset acknowledged for the block's rows so far.
+    pub fn offsets(&self) -> Vec<(i32, i64, i64)> {
+        self.offsets.lock().unwrap().clone()
+    }
+
+    fn delivered(&self, payload: usize, partition: i32, offset: i64) {
+        if offset < 0 || self.dead_letters.binary_search(&payload).is_ok() {
+            return;
+        }
+        let mut offsets = self.offsets.lock().unwrap();
+        match offsets.iter_mut().find(|(p, _, _)| *p == partition) {
+            Some((_, first, last)) => {
+                *first = (*first).min(offset);
+                *last = (*last).max(offset);
+            }
+            None => offsets.push((partition, offset, offset)),
+        }
     }
 }
 
@@ -65,9 +89,16 @@ impl Tracker {
         self.rk.load(Ordering::Acquire)
     }
 
-    /// Registers a block of `count` messages whose payloads lie in `ranges`; `keep` lives until
-    /// the last of them is settled.
-    pub fn open(&self, count: usize, ranges: Vec<(usize, usize)>, keep: Keep) -> Arc<Flight> {
+    /// Registers a block of `count` messages whose payloads lie in `ranges`, the dead letters'
+    /// starting at `dead_letters`; `keep` lives until the last of them is settled.
+    pub fn open(
+        &self,
+        count: usize,
+        ranges: Vec<(usize, usize)>,
+        mut dead_letters: Vec<usize>,
+        keep: Keep,
+    ) -> Arc<Flight> {
+        dead_letters.sort_unstable();
         let flight = Arc::new(Flight {
             outstanding: AtomicI64::new(count as i64),
             failed: AtomicU64::new(0),
@@ -76,6 +107,8 @@ impl Tracker {
                 .into_iter()
                 .filter(|(start, end)| end > start)
                 .collect(),
+            dead_letters,
+            offsets: Mutex::new(Vec::new()),
             keep: Mutex::new(Some(keep)),
         });
         if count > 0 {
@@ -113,7 +146,8 @@ impl Tracker {
         }
     }
 
-    fn acknowledge(&self, payload: usize, len: usize, error: c_int) {
+    fn acknowledge(&self, message: &Message) {
+        let (payload, len, error) = (message.payload as usize, message.len, message.err);
         if payload == 0 || len == 0 {
             return;
         }
@@ -131,6 +165,9 @@ impl Tracker {
                 _ => return,
             }
         };
+        if error == 0 {
+            flight.delivered(payload, message.partition, message.offset);
+        }
         self.settle(&flight, 1, error);
     }
 }
@@ -265,8 +302,7 @@ unsafe extern "C" fn on_acknowledgement(
     opaque: *mut c_void,
 ) -> c_int {
     let tracker = &*(opaque as *const Tracker);
-    let message = &*message;
-    tracker.acknowledge(message.payload as usize, message.len, message.err);
+    tracker.acknowledge(&*message);
     0
 }
 

@@ -380,6 +380,16 @@ impl Flight {
     fn messages(&self) -> usize {
         self.job.total()
     }
+    /// Sum (mod 2**64) of zlib's crc32 of the row values produced (dead letters excluded).
+    #[getter]
+    fn checksum(&self) -> u64 {
+        self.job.checksum()
+    }
+    /// (partition, first offset, last offset) Kafka acknowledged for the rows so far.
+    #[getter]
+    fn offsets(&self) -> Vec<(i32, i64, i64)> {
+        self.job.flight().offsets()
+    }
 }
 
 /// None when the native producer path can be used here, else why not.

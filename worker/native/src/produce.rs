@@ -1,4 +1,5 @@
-//! Producing a block's messages through librdkafka, without copying their values.
+//! Producing a block's messages through librdkafka, without copying their values, and summing
+//! the crc32 of the rows' values as they go.
 
 use std::ffi::{c_int, CStr, CString};
 use std::sync::Arc;
@@ -83,6 +84,17 @@ impl Job {
     fn row_number(&self, record: usize) -> u64 {
         self.first_row + self.block.ordinal(record) as u64 - 1
     }
+
+    /// The value of row `n` (n < rows).
+    fn value(&self, n: usize) -> &[u8] {
+        let (start, len) = self.encoded.items[n].value;
+        let (start, len) = (start as usize, len as usize);
+        if self.encoded.json {
+            &self.encoded.values[start..start + len]
+        } else {
+            &self.block.data[start..start + len]
+        }
+    }
 }
 
 /// A block being produced: `produce` can stop when librdkafka's queue stays full, and go on later.
@@ -94,6 +106,8 @@ pub struct Sending {
     job: Option<Job>,
     total: usize,
     next: usize,
+    /// Sum (mod 2**64) of the crc32 of the row values produced so far.
+    checksum: u64,
 }
 
 impl Sending {
@@ -113,15 +127,26 @@ impl Sending {
         } else {
             Box::new(job.encoded.clone())
         };
+        let dead_letters = job
+            .dead_letters
+            .iter()
+            .map(|&(index, _)| job.block.content(index).as_ptr() as usize)
+            .collect();
         let total = job.total();
-        let flight = tracker.open(total, ranges, keep);
+        let flight = tracker.open(total, ranges, dead_letters, keep);
         Sending {
             tracker,
             flight,
             job: Some(job),
             total,
             next: 0,
+            checksum: 0,
         }
+    }
+
+    /// Sum (mod 2**64) of zlib's crc32 of every row value produced (dead letters excluded).
+    pub fn checksum(&self) -> u64 {
+        self.checksum
     }
 
     pub fn flight(&self) -> &Flight {
@@ -166,6 +191,10 @@ impl Sending {
             };
             match code {
                 ERR_NO_ERROR => {
+                    if self.next < job.rows {
+                        let crc = crc32fast::hash(job.value(self.next));
+                        self.checksum = self.checksum.wrapping_add(u64::from(crc));
+                    }
                     self.next += 1;
                     full_since = None;
                 }
@@ -210,14 +239,8 @@ impl Job {
         let job = self;
         if n < job.rows {
             let item = job.encoded.items[n];
-            let (start, len) = (item.value.0 as usize, item.value.1 as usize);
-            let value = if job.encoded.json {
-                &job.encoded.values[start..start + len]
-            } else {
-                &job.block.data[start..start + len]
-            };
             vus.push(Vu::topic(&job.topic));
-            vus.push(Vu::value(value));
+            vus.push(Vu::value(job.value(n)));
             if let Some((start, len)) = item.key {
                 vus.push(Vu::key(
                     &job.encoded.keys[start as usize..(start + len) as usize],

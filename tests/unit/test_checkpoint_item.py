@@ -27,3 +27,12 @@ def test_round_trip_keeps_every_field() -> None:
 def test_shards_have_their_own_keys() -> None:
     assert shard_job_id("job", 0, 1) == "job"
     assert {shard_job_id("job", i, 3) for i in range(3)} == {"job#0/3", "job#1/3", "job#2/3"}
+
+
+def test_the_value_checksum_keeps_all_64_bits_and_offsets_stay_json() -> None:
+    cp = Checkpoint(job_id="j", total_sent=3, value_checksum=2**64 - 1, partition_offsets='{"0": [0, 1], "2": [5, 5]}')
+    item = to_item(cp)
+    assert item["value_checksum"] == {"N": "18446744073709551615"}
+    assert item["partition_offsets"] == {"S": '{"0": [0, 1], "2": [5, 5]}'}
+    assert from_item(item) == cp
+    assert from_item({"job_id": {"S": "j"}}).value_checksum is None  # an item written before it existed

@@ -54,6 +54,11 @@ class Checkpoint:
     # Compressed objects: the last seek point at or below byte_offset (seekpoints.SeekPoint.encode: its
     # compressed bit, decompressed offset and window), where a resume starts its ranged GET.
     seek_point: str | None = None
+    # What the delivered rows hold (watermark.Counts): the sum, mod 2**64, of zlib.crc32 of every value sent
+    # to the main topic, and per partition the first and last offset Kafka acknowledged for them (JSON
+    # {"partition": [first, last]}).
+    value_checksum: int | None = None
+    partition_offsets: str | None = None
     # A multi-object import's shard summary item (job#i/N): its objects, done and failed (failed_objects is
     # a JSON list of {"uri", "reason", "message"}, the first 20), and the one it is importing.
     objects_total: int | None = None
@@ -74,9 +79,11 @@ class Checkpoint:
 
 
 _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_lettered", "rows_skipped",
-            "bytes_total", "started_at", "range_start", "range_end", "objects_total", "objects_done", "objects_failed")
+            "bytes_total", "started_at", "range_start", "range_end", "objects_total", "objects_done", "objects_failed",
+            "value_checksum")
 _FLOATS = ("rows_per_second", "lease_expires")
 _STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id", "plan_transfer", "seek_point",
+            "partition_offsets",
             "failed_objects", "current_object")
 
 

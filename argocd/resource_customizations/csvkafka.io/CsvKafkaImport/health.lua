@@ -46,6 +46,11 @@ local succeeded = condition("Succeeded")
 if succeeded ~= nil and succeeded.status == "True" then
   hs.status = "Healthy"
   hs.message = succeeded.message
+  -- spec.onObjectError skip asked the import to go on past bad objects: they are named, not a failure.
+  local skipped = condition("ObjectsFailed")
+  if skipped ~= nil and skipped.status == "True" then
+    hs.message = hs.message .. ". " .. skipped.reason .. ": " .. skipped.message
+  end
   return hs
 end
 

@@ -79,7 +79,8 @@ class PodCap:
     def admit(self, namespace: str, name: str, pods: int) -> str | None:
         """None if the import's Job may start now (it leaves the queue); else why it waits (it joins or stays
         in the queue). Call within `starting(namespace)`, and record the created Job before leaving it."""
-        if not self.enabled:
+        if not self.enabled or pods == 0:
+            self.leave(namespace, name)
             return None
         with self._guard:
             queue = self._queues.setdefault(namespace, {})

@@ -58,8 +58,12 @@ class Reconciler:
         for owner in meta.get("ownerReferences", []):
             if owner.get("apiVersion") == API_VERSION and owner.get("kind") == KIND:
                 self.reconcile(meta["namespace"], owner["name"])
-        for name in self.cap.next_up(meta["namespace"]):
-            self.reconcile(meta["namespace"], name)
+        # Each queued import that may fit gets its pass; one that is gone or still waits makes room for the next.
+        tried: set[str] = set()
+        while fits := [name for name in self.cap.next_up(meta["namespace"]) if name not in tried]:
+            for name in fits:
+                tried.add(name)
+                self.reconcile(meta["namespace"], name)
 
     def reconcile(self, namespace: str, name: str) -> None:
         # kopf runs change handlers, timers and Job events of one import concurrently; a restart must

@@ -94,6 +94,15 @@ def test_an_import_that_leaves_the_queue_lets_the_next_one_go_first() -> None:
     assert cap.next_up(NS) == ["b"]
 
 
+def test_an_import_that_needs_no_pods_never_waits() -> None:
+    cap = PodCap(1)
+    cap.count(NS, [job("x")])
+    assert cap.admit(NS, "a", 1) is not None
+    assert cap.admit(NS, "suspended", 0) is None
+    assert cap.admit(NS, "a", 0) is None  # suspended while queued: its Job is created, suspended
+    assert not cap.waiting(NS)
+
+
 def test_the_count_is_listed_again_after_a_while() -> None:
     now = [0.0]
     cap = PodCap(2, clock=lambda: now[0])

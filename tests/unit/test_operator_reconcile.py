@@ -152,6 +152,19 @@ def test_an_import_over_the_pod_cap_is_queued_and_a_finishing_job_starts_it() ->
     assert [name for name in kube.reads if name == NAME] == [NAME, NAME]
 
 
+def test_a_queued_import_that_is_gone_makes_room_for_the_next() -> None:
+    kube, _, reconciler, _ = setup(settings=Settings(worker_image="csvkafka:test", max_worker_pods_per_namespace=1))
+    kube.jobs = {"other-a": other_job("other-a")}
+    reconciler.cap.count(NS, kube.jobs.values())
+    assert reconciler.cap.admit(NS, "deleted-meanwhile", 1) is not None
+    reconciler.reconcile(NS, NAME)
+    assert kube.created == []
+    kube.jobs["other-a"]["status"] = {"conditions": [{"type": "Failed", "status": "True"}]}
+    reconciler.job_event(kube.jobs["other-a"], deleted=False)
+    assert len(kube.created) == 1
+    assert not reconciler.cap.waiting(NS)
+
+
 def test_without_a_cap_every_import_starts_at_once() -> None:
     kube, _, reconciler, _ = setup(settings=Settings(worker_image="csvkafka:test", max_worker_pods_per_namespace=0))
     kube.jobs = {f"other-{i}": other_job(f"other-{i}", 4) for i in range(10)}

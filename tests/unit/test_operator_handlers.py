@@ -25,8 +25,9 @@ class Recorder:
 
 
 def handler(registry: kopf.OperatorRegistry, id_: str) -> Any:
-    found = [h for h in registry._changing.get_all_handlers() + registry._watching.get_all_handlers()
-             + registry._spawning.get_all_handlers() if h.id == id_]
+    every = [*registry._changing.get_all_handlers(), *registry._watching.get_all_handlers(),
+             *registry._spawning.get_all_handlers()]
+    found = [h for h in every if h.id == id_]
     return found[0].fn
 
 

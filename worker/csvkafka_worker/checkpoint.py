@@ -66,6 +66,8 @@ class Checkpoint:
     objects_failed: int | None = None
     failed_objects: str | None = None
     current_object: str | None = None
+    # Multi-object imports: the rerun (spec.rerun.id, "initial" before any) whose pass this item records.
+    rerun_id: str | None = None
     # Lease: the worker that may advance this checkpoint, and until when (epoch seconds).
     owner: str | None = None
     lease_expires: float | None = None
@@ -84,7 +86,7 @@ _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_le
 _FLOATS = ("rows_per_second", "lease_expires")
 _STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id", "plan_transfer", "seek_point",
             "partition_offsets",
-            "failed_objects", "current_object")
+            "failed_objects", "current_object", "rerun_id")
 
 
 def to_item(cp: Checkpoint) -> dict[str, dict[str, str]]:

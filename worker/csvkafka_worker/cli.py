@@ -72,9 +72,14 @@ def run_command(args: argparse.Namespace) -> int:
     gc.freeze()
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
+    kind: Any = Importer
+    if not spec.source.single_object:
+        from csvkafka_worker.objects import ObjectsRun
+
+        kind = ObjectsRun
     try:
-        importer = Importer(spec, run_options, s3=s3_client(spec.retry.s3_seconds),
-                            dynamodb=dynamodb_client(spec.retry.dynamodb_seconds), owner=worker_identity(), stop=stop)
+        importer = kind(spec, run_options, s3=s3_client(spec.retry.s3_seconds),
+                        dynamodb=dynamodb_client(spec.retry.dynamodb_seconds), owner=worker_identity(), stop=stop)
     except WorkerError as error:
         return _fail(error, spec.job_id)
     try:

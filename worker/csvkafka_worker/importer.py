@@ -30,6 +30,7 @@ from csvkafka_worker.metrics import Metrics, Totals
 from csvkafka_worker.options import RunOptions
 from csvkafka_worker.preamble import Preamble, read_preamble
 from csvkafka_worker.progress import Progress, Snapshot
+from csvkafka_worker.ratelimit import RateLimit, per_shard
 from csvkafka_worker.records import Dialect, RecordTooLarge
 from csvkafka_worker.retry import Backoff, Retrier, Service
 from csvkafka_worker.seekpoints import SeekIndex, SeekPoint
@@ -58,15 +59,15 @@ class Outcome:
 @dataclass(frozen=True)
 class Target:
     """What one Importer imports: an object, or piece `index` of `count` of it (its checkpoint item is
-    shard_job_id(base_job_id, index, count)); `bounds` are the pieces' nominal byte cuts (count + 1 of them,
-    the first replaced by where the data rows begin), equal parts when None."""
+    shard_job_id(base_job_id, index, count)); `nominal` is the piece's nominal byte range (moved to record
+    boundaries by shards.py), an equal part when None."""
 
     bucket: str
     key: str
     base_job_id: str
     index: int = 0
     count: int = 1
-    bounds: tuple[int, ...] | None = None
+    nominal: tuple[int, int] | None = None
 
     @property
     def job_id(self) -> str:
@@ -120,7 +121,8 @@ class Importer:
     def __init__(self, spec: ImportSpec, run: RunOptions, *, s3: Any, dynamodb: Any, owner: str,
                  stop: threading.Event, progress: Progress | None = None,
                  positions_topic: str = positions.DEFAULT_TOPIC, target: Target | None = None,
-                 sink: KafkaSink | None = None, metrics: Metrics | None = None, hooks: Hooks | None = None) -> None:
+                 sink: KafkaSink | None = None, metrics: Metrics | None = None, hooks: Hooks | None = None,
+                 rate: RateLimit | None = None) -> None:
         self.spec = spec
         self.run_options = run
         self.s3 = s3
@@ -129,6 +131,7 @@ class Importer:
         self.job_id = self.target.job_id
         self.metrics = metrics or Metrics(self.job_id)
         self.hooks = hooks or Hooks()
+        self.rate = rate or rate_limit(spec, run, stop)
         # A sink handed in is the multi-object run's, shared by its objects: it is not this importer's to close.
         self._owns_sink = sink is None
         self.s3_retrier = Retrier(Service.S3, Backoff(spec.retry.s3_seconds), self.metrics)
@@ -319,7 +322,7 @@ class Importer:
 
         return shards.ShardPlanner(
             base_job_id=self.target.base_job_id, index=self.target.index, count=self.target.count,
-            bounds=self.target.bounds, transfer=self.engine.transfer, first_boundary=boundary, read=scanner.chunks,
+            nominal=self.target.nominal, transfer=self.engine.transfer, first_boundary=boundary, read=scanner.chunks,
             load=self.checkpoints.store.peek, publish=lambda transfer: self.checkpoints.save(plan_transfer=transfer),
             heartbeat=self.checkpoints.save)
 
@@ -396,6 +399,8 @@ class Stream:
         self.rows_at_checkpoint = start.row
         self.read_offset = start.offset
         self.bytes_read = 0
+        # Waits of the rate limit keep serving delivery reports and checkpoints.
+        importer.rate.sleep = self._paced_wait
 
     def run(self, chunks: Iterator[bytes]) -> Outcome:
         scanner = self.engine.scanner(self.watermark.position.offset, self.max_record)
@@ -460,6 +465,13 @@ class Stream:
         self.read_offset = end
         self.bytes_read += end - block.start
         self._report_bad(block, verdict, first_row, reasons)
+        self.imp.rate.take(rows, end - block.start)
+
+    def _paced_wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self.imp.stop.wait(min(1.0, left)):
+            self.sink.poll()
+            self.maybe_checkpoint()
 
     def _reason(self, block: RecordBlock, bad: BadRecord) -> str:
         return describe(bad, block.record(bad.index), self.spec.source.csv.encoding, self.sink.max_message_bytes)
@@ -550,8 +562,15 @@ class Stream:
         self.imp.progress.event("finish", state=state.value, rows_read=final.last_line, rows_sent=counts.sent,
                                 rows_dead_lettered=counts.dead_lettered, rows_skipped=counts.skipped,
                                 offset=final.byte_offset, engine=self.engine.name, bytes_fetched=self.imp.bytes_fetched,
-                                retries=dict(self.imp.metrics.retries), throttled=dict(self.imp.metrics.throttles))
+                                retries=dict(self.imp.metrics.retries), throttled=dict(self.imp.metrics.throttles),
+                                rate_limited_seconds=round(self.imp.rate.waited, 1))
         return Outcome(state, final)
+
+
+def rate_limit(spec: ImportSpec, run: RunOptions, stop: threading.Event) -> RateLimit:
+    """This worker's share of the import's rate limit (none unless spec.rateLimit sets one)."""
+    share = per_shard(spec.rate_limit, run.shard_count)
+    return RateLimit(share.rows_per_second, share.bytes_per_second, stop=stop)
 
 
 def open_sink(spec: ImportSpec, engine: Engine, job_id: str, metrics: Metrics) -> KafkaSink:

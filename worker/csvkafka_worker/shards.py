@@ -75,10 +75,10 @@ class ShardPlanner:
     def __init__(self, *, base_job_id: str, index: int, count: int, transfer: Transfer,
                  first_boundary: FirstBoundary, read: Callable[[int, int], Iterator[bytes]],
                  load: Callable[[str], Checkpoint | None], publish: Callable[[str], object],
-                 heartbeat: Callable[[], object], bounds: tuple[int, ...] | None = None, timeout: float = 900,
+                 heartbeat: Callable[[], object], nominal: tuple[int, int] | None = None, timeout: float = 900,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_job_id = base_job_id
-        self.bounds = bounds
+        self._nominal = nominal
         self.index = index
         self.count = count
         self._transfer = transfer
@@ -92,27 +92,30 @@ class ShardPlanner:
         self._sleep = sleep
 
     def plan(self, data_start: int, size: int, own: Checkpoint) -> ShardRange:
-        bounds = self.nominal(data_start, size)
+        nominal = self.nominal(data_start, size)
         if own.plan_transfer is None:
             self.publish_own(data_start, size)
         transfers = self._wait_for_transfers(own.source_etag)
         at_start = state_after(transfers[: self.index])
-        start = data_start if self.index == 0 else self._boundary_from(bounds[self.index], at_start, size)
+        start = data_start if self.index == 0 else self._boundary_from(nominal.start, at_start, size)
         last = self.index == self.count - 1
         at_end = State(int(transfers[self.index][at_start]))
-        end = size if last else self._boundary_from(bounds[self.index + 1], at_end, size)
+        end = size if last else self._boundary_from(nominal.end, at_end, size)
         return ShardRange(start, max(start, end))
 
-    def nominal(self, data_start: int, size: int) -> list[int]:
-        """The cuts between the shards: the given ones (the first moved to where the data begins), or equal parts."""
-        if self.bounds is None:
-            return nominal_bounds(data_start, size, self.count)
-        return [data_start, *(max(data_start, cut) for cut in self.bounds[1:-1]), size]
+    def nominal(self, data_start: int, size: int) -> ShardRange:
+        """This shard's nominal byte range: the given one, or an equal part of the data; the first shard's
+        starts where the data begins, the last one's ends at the end."""
+        if self._nominal is None:
+            bounds = nominal_bounds(data_start, size, self.count)
+            return ShardRange(bounds[self.index], bounds[self.index + 1])
+        start, end = (max(data_start, cut) for cut in self._nominal)
+        return ShardRange(data_start if self.index == 0 else start, size if self.index == self.count - 1 else end)
 
     def publish_own(self, data_start: int, size: int) -> None:
         """Scans this shard's range and publishes its transfer, without waiting for the others."""
-        bounds = self.nominal(data_start, size)
-        self._publish(self.range_transfer(bounds[self.index], bounds[self.index + 1], size))
+        nominal = self.nominal(data_start, size)
+        self._publish(self.range_transfer(nominal.start, nominal.end, size))
 
     def range_transfer(self, start: int, end: int, size: int) -> str:
         """The transfer of bytes [start, end), reading one byte past `end` (see records.transfer)."""

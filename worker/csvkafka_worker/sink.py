@@ -124,16 +124,35 @@ class KafkaSink:
     def commit(self, positions_topic: str, job_id: str, record: PositionRecord) -> None:
         """Writes the position into the open transaction and commits both (exactly-once mode)."""
         self.producer.produce(positions_topic, record.encode(), job_id.encode())
+        self._commit(f"job {job_id}")
+
+    def _commit(self, what: str) -> None:
         try:
             self.producer.commit_transaction(self.budget)
         except KafkaException as error:
             kafka_error = error.args[0]
             if kafka_error.code() == KafkaError._FENCED or "fenced" in kafka_error.str().lower():
-                raise Infrastructure(f"another worker took over job {job_id} (this producer was fenced); "
+                raise Infrastructure(f"another worker took over {what} (this producer was fenced); "
                                      "this worker stops, the other one continues", reason=Reason.FENCED) from error
             raise Infrastructure(f"committing the transaction failed: {kafka_error.str()}",
                                  reason=Reason.KAFKA_UNREACHABLE) from error
         self._in_transaction = False
+
+    def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        """One record beside the rows (a receipt): in exactly-once mode, into the open transaction."""
+        self.producer.produce(topic, value, key)
+
+    def deliver(self, topic: str, key: bytes, value: bytes) -> None:
+        """One record on its own, acknowledged (in exactly-once mode, committed) before this returns."""
+        if self.transactional:
+            self.begin()
+            self.produce(topic, key, value)
+            self._commit(f"a record to {topic}")
+            return
+        self.produce(topic, key, value)
+        if not self.flush():
+            raise Infrastructure(f"Kafka did not acknowledge a record to {topic} within {self.budget + 10:.0f}s",
+                                 reason=Reason.KAFKA_UNREACHABLE)
 
     def abort(self) -> None:
         if self.transactional and self._in_transaction:

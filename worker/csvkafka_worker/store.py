@@ -134,6 +134,13 @@ class CheckpointStore:
         """For `csvkafka checkpoint set`: a person's decision overrides any lease."""
         self._call("put_item", Item=to_item(checkpoint))
 
+    def put_new(self, checkpoint: Checkpoint, *, replace_unless: str) -> None:
+        """Writes an item only if none exists or it was written by another rerun than `replace_unless`:
+        of several workers racing to write it, one wins; the others get ConditionFailed."""
+        self._call("put_item", Item=to_item(checkpoint),
+                   ConditionExpression="attribute_not_exists(job_id) OR rerun_id <> :rerun",
+                   ExpressionAttributeValues={":rerun": {"S": replace_unless}})
+
     def delete(self) -> None:
         self._call("delete_item", Key=self._key())
 

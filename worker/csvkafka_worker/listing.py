@@ -25,7 +25,7 @@ from csvkafka_worker.errors import BadInput, ConfigError, Reason, WorkerError
 from csvkafka_worker.plan import ObjectEntry
 from csvkafka_worker.retry import Retrier
 from csvkafka_worker.source import refused
-from csvkafka_worker.spec import GLOB_CHARS, S3_URI
+from csvkafka_worker.spec import GLOB_CHARS, S3_URI, SourceSpec
 
 
 class Kind(StrEnum):
@@ -146,8 +146,14 @@ def literal_prefix(pattern: str) -> str:
     return "".join(out)
 
 
-def list_objects(s3: Any, patterns: Sequence[SourcePattern], include: Sequence[str], exclude: Sequence[str],
-                 modified_after: datetime | None, retrier: Retrier) -> Iterator[ObjectEntry]:
+def list_objects(s3: Any, source: SourceSpec, retrier: Retrier) -> Iterator[ObjectEntry]:
+    """The objects of a source spec (`uri` or `uris`, narrowed by include, exclude and modifiedAfter)."""
+    patterns = [parse_source(uri) for uri in (source.uris or (source.uri or "",))]
+    return list_patterns(s3, patterns, source.include, source.exclude, source.modified_after, retrier)
+
+
+def list_patterns(s3: Any, patterns: Sequence[SourcePattern], include: Sequence[str], exclude: Sequence[str],
+                  modified_after: datetime | None, retrier: Retrier) -> Iterator[ObjectEntry]:
     """The objects of the patterns in order (each listing in key order), each once (an object an earlier
     pattern matched is left out), narrowed by the filters. An object pattern is read by HEAD and must exist."""
     after = None if modified_after is None else _aware(modified_after)

@@ -82,12 +82,17 @@ def topics(bootstrap_servers: str) -> Iterator[Any]:
 
 
 def import_csv(engine: Engine, bootstrap: str, data: bytes, topic: str, dead_letter_topic: str, *, json: bool,
-               key_column: str | None, seed: int) -> tuple[Counts, int]:
-    """Sends `data` through the engine as the worker does, block by block under a delivery watermark;
-    what the watermark counts once every block is acknowledged, and the bad rows dead-lettered."""
+               key_column: str | None, seed: int, transactional: bool = False) -> tuple[Counts, int]:
+    """Sends `data` through the engine as the worker does, block by block under a delivery watermark (in
+    one transaction if `transactional`); what the watermark counts once every block is acknowledged, and
+    the bad rows dead-lettered."""
     settings, bind = engine.producer_settings()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **settings})
+    transaction = {"transactional.id": uuid.uuid4().hex} if transactional else {}
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **transaction, **settings})
     sender = bind(producer)
+    if transactional:
+        producer.init_transactions(30)
+        producer.begin_transaction()
     encoder = engine.encoder(HEADER, json=json, key_column=key_column, max_value=900_000)
     scanner = engine.scanner(0, 1 << 20)
     watermark = DeliveryWatermark(Position(0, 0))
@@ -110,6 +115,8 @@ def import_csv(engine: Engine, bootstrap: str, data: bytes, topic: str, dead_let
         watermark.open_block(Position(row, block.start + block.record_end(block.count - 1)), counts, flight)
         producer.poll(0)
     assert producer.flush(60) == 0
+    if transactional:
+        producer.commit_transaction(30)
     assert watermark.failures() == []
     assert watermark.position == Position(row, len(data)) and watermark.in_flight == 0
     return watermark.delivered, bad_rows
@@ -149,14 +156,16 @@ def reference(records: list[tuple[int, int, bytes]]) -> tuple[int, dict[int, tup
     return checksum, offsets
 
 
-@pytest.mark.parametrize(("json", "key_column"), [(True, "id"), (False, "id"), (True, None)],
-                         ids=["json-keyed", "line-keyed", "json-unkeyed"])
+@pytest.mark.parametrize(("json", "key_column", "transactional"),
+                         [(True, "id", False), (False, "id", False), (True, None, False), (True, None, True)],
+                         ids=["json-keyed", "line-keyed", "json-unkeyed", "json-unkeyed-exactly-once"])
 def test_the_reported_checksum_and_offsets_are_what_kafka_holds(engine: str, json: bool, key_column: str | None,
-                                                                 topics: Any, bootstrap_servers: str) -> None:
+                                                                 transactional: bool, topics: Any,
+                                                                 bootstrap_servers: str) -> None:
     data = generated_csv(seed=7, rows=3000)
     topic, dead_letter_topic = topics()
     counts, bad_rows = import_csv(make_engine(engine), bootstrap_servers, data, topic, dead_letter_topic, json=json,
-                                  key_column=key_column, seed=11)
+                                  key_column=key_column, seed=11, transactional=transactional)
     records = read_back(bootstrap_servers, topic)
     assert bad_rows > 0 and counts.dead_lettered == bad_rows
     assert counts.sent == len(records) == 3000 - bad_rows

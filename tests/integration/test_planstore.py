@@ -176,6 +176,9 @@ def test_a_new_run_replaces_the_plan_and_delete_removes_it(dynamodb: Any, checkp
     assert (again.run_id, again.objects, again.pages, again.extent) == ("rerun-2", 10, 1, 3)
     assert list(store.entries()) == entries(10, "second/")
     assert store.header() == again
+    nothing = store.ensure("rerun-3", lambda: iter(()), 60)
+    assert (nothing.objects, nothing.total_bytes, nothing.pages, nothing.extent) == (0, 0, 0, 3)
+    assert list(store.entries()) == []
     store.delete()
     assert store.header() is None
     left = dynamodb.scan(TableName=checkpoint_table)["Items"]

@@ -7,7 +7,7 @@ Checkpoint; out comes the whole status the operator owns, conditions with their 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -101,6 +101,7 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
         return previous.model_copy(update={"observed_generation": generation, "conditions": tuple(
             c.model_copy(update={"observed_generation": generation}) for c in previous.conditions)})
 
+    observed = replace(observed, checkpoints=_this_run(resource, observed.checkpoints))
     name = job_name(resource)
     shards = _tracked(resource, observed, now)
     stall_restarts = ((previous.stall_restarts or 0) if previous.job_name == name else 0) + len(
@@ -111,7 +112,7 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
     start = previous.start_time if previous.job_name == name and previous.start_time else _job_time(
         observed.job, "startTime")
     completion = _completion_time(outcome, observed, now)
-    bytes_read = _sum_known([s.bytes_read for s in shards])
+    read = _sum_known([s.bytes_read for s in shards])
     bytes_total = _sum_known([s.bytes_total for s in shards])
     records_read = sum(s.records_read for s in shards)
     checkpoint_times = [cp.timestamp for cp in observed.checkpoints.values() if cp.timestamp]
@@ -128,9 +129,9 @@ def compute(resource: CsvKafkaImport, observed: Observed, now: datetime) -> Impo
         records_read=records_read,
         records_sent=sum(s.records_sent for s in shards),
         records_bad=sum(s.records_bad for s in shards),
-        bytes_read=bytes_read,
+        bytes_read=read,
         bytes_total=bytes_total,
-        progress="100%" if outcome.phase is Phase.SUCCEEDED else _percent(bytes_read, bytes_total),
+        progress="100%" if outcome.phase is Phase.SUCCEEDED else percent(read, bytes_total),
         rows_per_second=_rate(outcome.phase, shards, records_read, start, completion),
         # A stalled shard's last rate says nothing about when it ends.
         eta=_eta(observed.checkpoints.values()) if outcome.phase is Phase.RUNNING and not stalled else None,
@@ -311,8 +312,8 @@ def _shard(index: int, job_id: str, cp: Checkpoint | None) -> ShardStatus:
     return ShardStatus(
         index=index, job_id=job_id, state=cp.state.value,
         records_read=cp.last_line, records_sent=cp.total_sent, records_bad=cp.rows_bad,
-        bytes_read=_bytes_read(cp), bytes_total=cp.bytes_total,
-        progress="100%" if cp.state is State.COMPLETED else _percent(_bytes_read(cp), cp.bytes_total),
+        bytes_read=bytes_read(cp), bytes_total=cp.bytes_total,
+        progress="100%" if cp.state is State.COMPLETED else percent(bytes_read(cp), cp.bytes_total),
         rows_per_second=round(cp.rows_per_second) if cp.state is State.RUNNING else None,
         last_checkpoint_time=from_epoch(cp.timestamp) if cp.timestamp else None,
         message=cp.message,
@@ -327,6 +328,16 @@ def _summary(resource: CsvKafkaImport, shards: Sequence[ShardStatus], objects: O
 
 
 # -- many objects ----------------------------------------------------------------------------------
+
+
+def _this_run(resource: CsvKafkaImport, checkpoints: Mapping[str, Checkpoint]) -> Mapping[str, Checkpoint]:
+    """Leaves out the summary items of an earlier run, until the new run's workers take them over: they
+    would show a new rerun as completed before it began."""
+    rerun = resource.spec.rerun.id
+    if resource.spec.source.single_object or rerun is None:
+        # Without a rerun id every item is the initial run's (the CRD keeps an id from being removed).
+        return checkpoints
+    return {job_id: cp for job_id, cp in checkpoints.items() if cp.rerun_id == rerun}
 
 _FAILED_LIST = TypeAdapter(list[FailedObject])
 
@@ -384,7 +395,7 @@ def _sum_known(values: Sequence[int | None]) -> int | None:
     return None if not values or any(v is None for v in values) else sum(v for v in values if v is not None)
 
 
-def _percent(done: int | None, total: int | None) -> str | None:
+def percent(done: int | None, total: int | None) -> str | None:
     if done is None or not total:
         return None
     return f"{min(100.0, 100 * done / total):.1f}%"
@@ -400,7 +411,7 @@ def _rate(phase: Phase, shards: Sequence[ShardStatus], rows: int, start: str | N
     return None
 
 
-def _bytes_read(cp: Checkpoint) -> int | None:
+def bytes_read(cp: Checkpoint) -> int | None:
     """Bytes of the shard's range (the whole object's data for one shard) behind the checkpoint."""
     if cp.byte_offset is None:
         return None
@@ -411,7 +422,7 @@ def _eta(checkpoints: Iterable[Checkpoint]) -> str | None:
     """The slowest running shard's remaining bytes at its current pace."""
     remaining = []
     for cp in checkpoints:
-        done = _bytes_read(cp)
+        done = bytes_read(cp)
         if cp.state is not State.RUNNING or not (cp.bytes_total and done and cp.last_line):
             continue
         bytes_per_second = cp.rows_per_second * done / cp.last_line

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from csvkafka_operator import objects
 from csvkafka_operator.cli import main
-from csvkafka_operator.plugin import _parser, render_status
+from csvkafka_operator.plugin import _parser, render_objects, render_status, show_objects
 from csvkafka_operator.settings import EnvVar, Settings, SettingsError
+from csvkafka_worker.checkpoint import Checkpoint, State, to_item
+from csvkafka_worker.plan import ObjectEntry
 
 
 def test_csvkafka_offers_the_workers_commands_and_the_operator(capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,3 +102,148 @@ def test_the_operator_commands_log_formats_are_kopfs() -> None:
     from csvkafka_operator.command import LOG_FORMATS
 
     assert set(LOG_FORMATS) == {f.name.lower() for f in kopf.LogFormat}
+
+
+# -- kubectl csvimport objects ---------------------------------------------------------------------
+
+JOB = "exports/2026-11/->clicks"
+WHEN = datetime(2026, 11, 1, tzinfo=UTC)
+MIB = 1024 * 1024
+
+
+def entry(key: str, size: int = 1000) -> ObjectEntry:
+    return ObjectEntry("exports", key, size, "etag-" + key, WHEN)
+
+
+def item(job_id: str, **fields: Any) -> Checkpoint:
+    return Checkpoint(job_id=job_id, timestamp=1, **fields)
+
+
+def test_an_object_the_plan_splits_is_read_from_all_its_pieces_and_a_compressed_one_never_is() -> None:
+    big, packed = entry("2026-11/big.csv", 400 * MIB), entry("2026-11/packed.csv.gz", 400 * MIB)
+    planned = objects.planned(JOB, [big, packed], 4)
+    base = f"{JOB}@exports/2026-11"
+    assert [p.item_ids for p in planned] == [tuple(f"{base}/big.csv#{j}/2" for j in range(2)),
+                                             (f"{base}/packed.csv.gz",)]
+    assert [p.item_ids for p in objects.planned(JOB, [big, packed], 1)] == [(f"{base}/big.csv",),
+                                                                           (f"{base}/packed.csv.gz",)]
+
+
+def test_each_objects_row_adds_up_its_pieces() -> None:
+    planned = [objects.PlannedObject(entry(key), ids) for key, ids in [
+        ("done.csv", ("d",)), ("split.csv", ("s#0/2", "s#1/2")), ("half.csv", ("h#0/2", "h#1/2")),
+        ("bad.csv", ("b",)), ("stopped.csv", ("i",)), ("new.csv", ("n",))]]
+    found = objects.rows(planned, {cp.job_id: cp for cp in [
+        item("d", total_sent=10, state=State.COMPLETED),
+        item("s#0/2", total_sent=5, rows_skipped=1, byte_offset=600, range_start=100, bytes_total=500,
+             state=State.COMPLETED),
+        item("s#1/2", total_sent=2, byte_offset=300, range_start=0, bytes_total=500, state=State.RUNNING),
+        item("h#0/2", total_sent=3, state=State.COMPLETED),
+        item("b", state=State.FAILED, reason="ExpectedHeaderMismatch", message="header a,b is not a,c"),
+        item("i", total_sent=4, byte_offset=50, range_start=0, bytes_total=1000, state=State.INTERRUPTED)]})
+    assert [(r.state, r.rows_sent, r.rows_bad, r.progress, r.reason) for r in found] == [
+        ("completed", 10, 0, "100%", ""),
+        ("running", 7, 1, "80.0%", ""),
+        ("partial", 3, 0, None, ""),
+        ("failed", 0, 0, None, "ExpectedHeaderMismatch: header a,b is not a,c"),
+        ("interrupted", 4, 0, "5.0%", ""),
+        ("pending", 0, 0, None, "")]
+
+
+def test_the_objects_table_has_a_line_per_object_and_a_count_per_state() -> None:
+    rows = [objects.ObjectRow("s3://exports/a.csv", "completed", 1200, 0, 50_000, "100%", ""),
+            objects.ObjectRow("s3://exports/b.csv", "failed", 0, 0, 10, None, "BadInput: row 3 is bad"),
+            objects.ObjectRow("s3://exports/c.csv", "completed", 7, 2, 900, "100%", "")]
+    report = render_objects("clicks", rows).splitlines()
+    assert report[0] == "csvimport/clicks: 3 objects in the plan: 2 completed, 1 failed"
+    assert report[2].split() == ["OBJECT", "STATE", "SENT", "BAD", "BYTES", "PROGRESS", "REASON"]
+    assert report[3].split() == ["s3://exports/a.csv", "completed", "1,200", "0", "50,000", "100%"]
+    assert report[4].split() == ["s3://exports/b.csv", "failed", "0", "0", "10", "-", "BadInput:", "row", "3", "is",
+                                 "bad"]
+    assert len(report) == 6
+    assert "no objects planned yet" in render_objects("clicks", [])
+
+
+class FakeKube:
+    def __init__(self, body: dict[str, Any] | None) -> None:
+        self.body = body
+        self.patches: list[dict[str, Any]] = []
+
+    def get_import(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.body
+
+    def patch_import(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        self.patches.append(patch)
+        return self.body
+
+
+class FakeDynamoDB:
+    def __init__(self, items: list[Checkpoint], error: Exception | None = None) -> None:
+        self.items = {cp.job_id: to_item(cp) for cp in items}
+        self.error = error
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        if self.error is not None:
+            raise self.error
+        [(table, request)] = RequestItems.items()
+        found = [self.items[k["job_id"]["S"]] for k in request["Keys"] if k["job_id"]["S"] in self.items]
+        return {"Responses": {table: found}}
+
+
+def import_of(uri: str) -> dict[str, Any]:
+    return {"metadata": {"name": "clicks", "namespace": "data", "uid": "u"},
+            "spec": {"source": {"uri": uri}, "sink": {"bootstrapServers": "b:9092", "topic": "clicks"},
+                     "checkpoint": {"table": "checkpoints", "jobId": JOB}, "parallelism": 2}}
+
+
+def run_objects(body: dict[str, Any] | None, dynamodb: FakeDynamoDB, plan: list[ObjectEntry]) -> int:
+    args = _parser().parse_args(["objects", "clicks", "-n", "data"])
+    return show_objects(FakeKube(body), "data", args, dynamodb, lambda client, resource: plan)
+
+
+def test_objects_reads_the_plan_and_every_objects_items(capsys: pytest.CaptureFixture[str]) -> None:
+    plan = [entry("2026-11/a.csv"), entry("2026-11/b.csv")]
+    dynamodb = FakeDynamoDB([item(f"{JOB}@exports/2026-11/a.csv", total_sent=9, state=State.COMPLETED)])
+    assert run_objects(import_of("s3://exports/2026-11/"), dynamodb, plan) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert report[0] == "csvimport/clicks: 2 objects in the plan: 1 completed, 1 pending"
+    assert [line.split()[:3] for line in report[3:]] == [["s3://exports/2026-11/a.csv", "completed", "9"],
+                                                         ["s3://exports/2026-11/b.csv", "pending", "0"]]
+
+
+def test_objects_of_a_single_object_import_points_to_status(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_objects(import_of("s3://exports/one.csv"), FakeDynamoDB([]), []) == 0
+    assert "imports one object, s3://exports/one.csv; kubectl csvimport status clicks" in capsys.readouterr().out
+
+
+def test_objects_without_access_to_the_table_says_which_permissions(capsys: pytest.CaptureFixture[str]) -> None:
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "BatchGetItem")
+    assert run_objects(import_of("s3://exports/2026-11/"), FakeDynamoDB([], denied), [entry("a.csv")]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("kubectl csvimport: cannot read DynamoDB table 'checkpoints' with your AWS credentials: ")
+    assert "AccessDeniedException" in line and line.endswith("need dynamodb:GetItem and dynamodb:BatchGetItem on it")
+
+
+def run_command(body: dict[str, Any], *argv: str) -> tuple[int, list[dict[str, Any]]]:
+    kube = FakeKube(body)
+    args = _parser().parse_args(list(argv))
+    return args.action(kube, "data", args), kube.patches
+
+
+def test_a_reset_of_many_objects_reruns_all_of_them_and_of_one_object_deletes_its_checkpoint(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, [patch] = run_command(import_of("s3://exports/2026-11/*.csv"), "reset", "clicks")
+    assert code == 0 and patch["spec"]["rerun"]["mode"] == "all" and patch["spec"]["rerun"]["id"]
+    assert "imports every object from its first row (rerun id " in capsys.readouterr().out
+    code, [patch] = run_command(import_of("s3://exports/one.csv"), "reset", "clicks")
+    assert code == 0 and patch["spec"]["restart"]["fromRow"] == 1 and "rerun" not in patch["spec"]
+
+
+def test_a_rerun_names_its_mode_and_is_refused_for_one_object(capsys: pytest.CaptureFixture[str]) -> None:
+    code, [patch] = run_command(import_of("s3://exports/2026-11/"), "rerun", "clicks", "--mode", "changed")
+    assert code == 0 and patch["spec"]["rerun"]["mode"] == "changed"
+    assert "and those whose ETag changed" in capsys.readouterr().out
+    assert run_command(import_of("s3://exports/2026-11/"), "rerun", "clicks")[1][0]["spec"]["rerun"]["mode"] == "new"
+    code, patches = run_command(import_of("s3://exports/one.csv"), "rerun", "clicks")
+    assert (code, patches) == (1, [])
+    assert "imports one object; kubectl csvimport restart continues it" in capsys.readouterr().err

@@ -394,3 +394,16 @@ def test_a_new_rerun_id_is_a_new_run_observed_once_its_job_exists() -> None:
     started = observe(rerun, job=job())
     assert started.observed_rerun_id == "late-files" and started.job_name == job_name(rerun) != done.job_name
     assert finished(resource(status=started.to_api(), rerun={"id": "late-files", "mode": "changed"}, **MANY)) is False
+
+
+def test_the_summaries_of_the_previous_run_do_not_count_for_a_new_rerun() -> None:
+    rerun = resource(rerun={"id": "late-files"}, **MANY)
+    old = summary(0, 1, state=State.COMPLETED, objects_total=3, objects_done=3, rerun_id="initial")
+    waiting = observe(rerun, job=job(), checkpoints=[old])
+    assert waiting.phase is Phase.PENDING and [s.state for s in waiting.shards] == ["pending"]
+    assert waiting.objects_summary == "0/?"
+    started = observe(rerun, job=job(), pods=[pod("Running")], checkpoints=[
+        summary(0, 1, state=State.RUNNING, objects_total=5, objects_done=3, rerun_id="late-files")])
+    assert started.phase is Phase.RUNNING and started.objects_summary == "3/5"
+    # Before any rerun, an item is the initial run's whatever it says.
+    assert observe(resource(**MANY), job=job(), checkpoints=[old]).objects_summary == "3/3"

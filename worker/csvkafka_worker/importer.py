@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from csvkafka_worker import decompress, entry, positions, shards
-from csvkafka_worker.checkpoint import Checkpoint, CheckpointPolicy, State, shard_job_id
+from csvkafka_worker.checkpoint import Checkpoint, CheckpointPolicy, State, counted, shard_job_id
 from csvkafka_worker.encode import BadRecord, RecordBlock, describe
 from csvkafka_worker.engine import RECORD_OVERHEAD, Engine, SendPlan, choose, first_boundary
 from csvkafka_worker.errors import BadInput, Infrastructure, Reason, StoppedWhileWaiting, WorkerError
@@ -290,6 +290,9 @@ class Importer:
             found = read_preamble(prefix, self.spec.source.csv, self.spec.sink.key_column, at_eof=False)
             if found is not None:
                 return compression, found
+        if not prefix:
+            # An empty object (an export with nothing in it) has no rows to send and nothing to check.
+            return compression, Preamble((), 0)
         found = read_preamble(prefix, self.spec.source.csv, self.spec.sink.key_column, at_eof=True)
         assert found is not None
         return compression, found
@@ -344,7 +347,7 @@ class Importer:
     def _start_position(self, info: ObjectInfo, compression: Compression, span: shards.ShardRange
                         ) -> tuple[Position, Counts]:
         cp = self.checkpoints.current
-        counts = Counts(sent=cp.total_sent, dead_lettered=cp.rows_dead_lettered, skipped=cp.rows_skipped)
+        counts = cp.counts()
         if cp.byte_offset is not None:
             return Position(cp.last_line, max(cp.byte_offset, span.start)), counts
         if cp.last_line == 0:
@@ -382,9 +385,10 @@ class Stream:
         self.span = span
         self.engine: Engine = importer.engine
         csv, sink_spec = self.spec.source.csv, self.spec.sink
-        self.encoder = self.engine.encoder(preamble.header, json=sink_spec.value_format is ValueFormat.JSON,
-                                           key_column=sink_spec.key_column,
-                                           max_value=sink.max_message_bytes - RECORD_OVERHEAD)
+        # An empty object has no header and no rows: nothing to encode.
+        self.encoder = None if not preamble.header else self.engine.encoder(
+            preamble.header, json=sink_spec.value_format is ValueFormat.JSON, key_column=sink_spec.key_column,
+            max_value=sink.max_message_bytes - RECORD_OVERHEAD)
         self.watermark = DeliveryWatermark(start, counts)
         self.start_row = start.row
         self.row = start.row
@@ -446,6 +450,7 @@ class Stream:
     # -- one block -------------------------------------------------------------------------------
 
     def send(self, block: RecordBlock) -> None:
+        assert self.encoder is not None, "an empty object has no records"
         encoded = self.encoder.encode(block)
         verdict = triage(encoded.bad, block.count, self.spec.bad_rows, self.bad_rows)
         first_row = self.row + 1
@@ -526,8 +531,7 @@ class Stream:
         if self.sink.transactional:
             self.sink.commit(self.imp.positions_topic, self.imp.job_id,
                              positions.PositionRecord(position, counts, checkpoints.current.run_id))
-        progress = {"last_line": position.row, "byte_offset": position.offset, "total_sent": counts.sent,
-                    "rows_dead_lettered": counts.dead_lettered, "rows_skipped": counts.skipped,
+        progress = {"last_line": position.row, "byte_offset": position.offset, **counted(counts),
                     "rows_per_second": round(self.imp.progress.rows_per_second, 1)}
         point = self.imp.seek_index.best(position.offset)
         seek = {"seek_point": point.encode()} if point is not None else {}

@@ -128,6 +128,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("shutdown-timeout", "run.shutdown_timeout", "seconds from SIGTERM to exit", kind="float"),
     Flag("progress", "run.progress", "progress display", choices=("auto", "bar", "log", "none")),
     Flag("range-bytes", "run.range_bytes", "bytes per ranged S3 GET (default 64 MiB)", kind="int"),
+    Flag("min-piece-bytes", "run.min_piece_bytes", "with many objects and shards: an uncompressed object is split "
+         "among shards only into pieces at least this large (default 64 MiB)", kind="int"),
     Flag("engine", "run.engine", "per-row engine: the native core where it can run (auto), or forced",
          choices=tuple(EngineChoice)),
     Flag("interrupted-exit-code", "run.interrupted_exit_code",
@@ -145,6 +147,7 @@ class RunOptions:
     interrupted_exit_code: int = 0
     range_bytes: int = 64 * 1024 * 1024
     engine: EngineChoice = EngineChoice.AUTO
+    min_piece_bytes: int = 64 * 1024 * 1024
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -243,6 +246,7 @@ def _run_options(raw: dict[str, Any], env: Mapping[str, str]) -> RunOptions:
         interrupted_exit_code=raw.get("interrupted_exit_code", 0),
         range_bytes=raw.get("range_bytes", RunOptions.range_bytes),
         engine=EngineChoice(raw.get("engine", EngineChoice.AUTO)),
+        min_piece_bytes=raw.get("min_piece_bytes", RunOptions.min_piece_bytes),
     )
 
 

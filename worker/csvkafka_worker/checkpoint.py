@@ -12,6 +12,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
+from csvkafka_worker.watermark import Counts, offsets_from_json, offsets_to_json
+
 
 class State(StrEnum):
     RUNNING = "running"
@@ -78,6 +82,19 @@ class Checkpoint:
 
     def advanced(self, **changes: Any) -> Checkpoint:
         return replace(self, **changes)
+
+    def counts(self) -> Counts:
+        """What the rows this checkpoint covers count for (checksum and offsets included)."""
+        offsets = offsets_from_json(orjson.loads(self.partition_offsets)) if self.partition_offsets else {}
+        return Counts(sent=self.total_sent, dead_lettered=self.rows_dead_lettered, skipped=self.rows_skipped,
+                      checksum=self.value_checksum or 0, offsets=offsets)
+
+
+def counted(counts: Counts) -> dict[str, Any]:
+    """The checkpoint fields that record `counts` (for Checkpoint.advanced)."""
+    return {"total_sent": counts.sent, "rows_dead_lettered": counts.dead_lettered, "rows_skipped": counts.skipped,
+            "value_checksum": counts.checksum,
+            "partition_offsets": orjson.dumps(offsets_to_json(counts.offsets)).decode() if counts.offsets else None}
 
 
 _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_lettered", "rows_skipped",

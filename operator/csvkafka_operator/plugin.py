@@ -239,7 +239,7 @@ def render_status(body: Json) -> str:
     meta = body["metadata"]
     try:
         spec = CsvKafkaImport.from_body(body).spec
-        setup = (f"{spec.source.uri} -> topic {spec.sink.topic} ({spec.delivery}, capacity {spec.capacity}, "
+        setup = (f"{spec.source_text()} -> topic {spec.sink.topic} ({spec.delivery}, capacity {spec.capacity}, "
                  f"{spec.parallelism} shard{'s' if spec.parallelism > 1 else ''})")
     except InvalidResource as invalid:
         setup = f"invalid spec: {invalid}"
@@ -256,12 +256,20 @@ def render_status(body: Json) -> str:
         f"progress {status.progress or '-'}; {_n(status.rows_per_second)} rows/s; ETA {status.eta or '-'}")
     lines.append(f"  job {status.job_name or '-'}, started {status.start_time or '-'}, "
                  f"completed {status.completion_time or '-'}, last checkpoint {status.last_checkpoint_time or '-'}")
+    if status.objects_summary is not None:
+        slowest = status.slowest_shard
+        lines.append(f"  objects done {status.objects_summary}"
+                     + (f"; slowest shard {slowest.index} at {slowest.progress or '-'}" if slowest else "")
+                     + f"; kubectl csvimport objects {meta['name']} lists them")
     if status.shards:
         lines += ["", _table(["SHARD", "STATE", "READ", "SENT", "BAD", "PROGRESS", "ROWS/S", "LAST CHECKPOINT",
                               "MESSAGE"],
                              [[str(s.index), s.state, _n(s.records_read), _n(s.records_sent), _n(s.records_bad),
                                s.progress or "-", _n(s.rows_per_second), s.last_checkpoint_time or "-",
                                s.message or ""] for s in status.shards])]
+    if status.failed_objects:
+        lines += ["", _table(["FAILED OBJECT", "REASON", "MESSAGE"],
+                             [[f.uri, f.reason, f.message or ""] for f in status.failed_objects])]
     if status.conditions:
         lines += ["", _table(["CONDITION", "STATUS", "REASON", "SINCE", "MESSAGE"],
                              [[c.type, c.status, c.reason, c.last_transition_time, c.message]

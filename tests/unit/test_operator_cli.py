@@ -247,3 +247,20 @@ def test_a_rerun_names_its_mode_and_is_refused_for_one_object(capsys: pytest.Cap
     code, patches = run_command(import_of("s3://exports/one.csv"), "rerun", "clicks")
     assert (code, patches) == (1, [])
     assert "imports one object; kubectl csvimport restart continues it" in capsys.readouterr().err
+
+
+def test_the_plugins_status_of_many_objects_shows_their_counts_the_slowest_shard_and_the_failed_ones() -> None:
+    body = {"metadata": {"name": "clicks", "namespace": "data", "uid": "u"},
+            "spec": {"source": {"uris": ["s3://logs/a.csv", "s3://logs/b.csv"]},
+                     "sink": {"bootstrapServers": "b:9092", "topic": "clicks"},
+                     "checkpoint": {"table": "checkpoints"}, "parallelism": 2, "onObjectError": "skip"},
+            "status": {"phase": "Running", "objects": {"total": 2, "done": 0, "failed": 1, "running": 1},
+                       "objectsSummary": "0/2, 1 failed", "slowestShard": {"index": 1, "progress": "12.0%"},
+                       "failedObjects": [{"uri": "s3://logs/b.csv", "reason": "BadInput", "message": "row 3"}]}}
+    report = render_status(body).splitlines()
+    assert report[1] == ("  s3://logs/a.csv and 1 more objects of source.uris -> topic clicks (at-least-once, "
+                         "capacity on-demand, 2 shards)")
+    assert ("  objects done 0/2, 1 failed; slowest shard 1 at 12.0%; kubectl csvimport objects clicks lists them"
+            in report)
+    assert report[-2].split() == ["FAILED", "OBJECT", "REASON", "MESSAGE"]
+    assert report[-1].split() == ["s3://logs/b.csv", "BadInput", "row", "3"]

@@ -146,9 +146,10 @@ class ResourceSpec(ImportSpec):
     @model_validator(mode="after")
     def _rows_of_one_object(self) -> ResourceSpec:
         restart = self.restart
-        if restart is not None and restart.from_row not in (None, 1) and not self.source.single_object:
-            raise ValueError("restart.fromRow other than 1 needs a single-object source: rows are counted per "
-                             "object; to import objects again use rerun (a new rerun.id, mode changed or all)")
+        if restart is not None and restart.from_row is not None and not self.source.single_object:
+            raise ValueError("restart.fromRow needs a single-object source: with many objects rows are counted per "
+                             "object; to import objects again set a new rerun.id with mode changed or all "
+                             "(kubectl csvimport reset is mode all)")
         return self
 
     @property

@@ -72,6 +72,10 @@ def test_each_form_of_source_is_accepted(group: str, source: dict[str, Any]) -> 
      "receipts.topic must differ from sink.topic and badRows.deadLetterTopic"),
     ({"source": {"uri": "s3://exports/"}, "rerun": {"mode": "sometimes"}}, 'supported values: "new", "changed", "all"'),
     ({"source": {"uri": "s3://exports/"}, "onObjectError": "retry"}, 'supported values: "fail", "skip"'),
+    *(({"source": source, "restart": {"id": "1", "fromRow": 1}}, "restart.fromRow needs a single-object source")
+      for source in ({"uri": "s3://exports/2026/"}, {"uri": "s3://exports/*.csv"}, {"uris": ["s3://exports/a.csv"]},
+                     {"uri": "s3://exports/a.csv", "exclude": ["b*"]},
+                     {"uri": "s3://exports/a.csv", "modifiedAfter": "2026-11-01T00:00:00Z"})),
 ])
 def test_a_source_or_setting_that_cannot_work_is_refused_with_a_readable_message(
         group: str, spec: dict[str, Any], message: str) -> None:
@@ -80,18 +84,42 @@ def test_a_source_or_setting_that_cannot_work_is_refused_with_a_readable_message
     assert message in refused.stderr
 
 
-def test_a_rerun_is_applied_once_per_id_and_its_id_stays(group: str) -> None:
-    name = f"rerun-{uuid.uuid4().hex[:6]}"
-    source = {"uri": "s3://exports/2026-11/"}
-    assert kubectl("create", "-f", "-", stdin=manifest(group, name, source=source, rerun={"id": "1"})).returncode == 0
-    try:
-        def replace(**spec: Any) -> subprocess.CompletedProcess[str]:
-            return kubectl("replace", "--dry-run=server", "-f", "-", stdin=manifest(group, name, **spec))
+def test_one_object_restarts_from_a_row(group: str) -> None:
+    created = create(group, source={"uri": "s3://exports/a.csv", "include": []}, restart={"id": "1", "fromRow": 9})
+    assert created.returncode == 0, created.stderr
 
-        assert replace(source=source, rerun={"id": "2", "mode": "changed"}).returncode == 0
-        assert "change rerun.id to run again; a rerun (its mode included) is applied once per id" in replace(
-            source=source, rerun={"id": "1", "mode": "all"}).stderr
-        assert "rerun.id cannot be removed (it names the current run)" in replace(source=source).stderr
-        assert "source is immutable" in replace(source={"uri": "s3://exports/2026-12/"}, rerun={"id": "1"}).stderr
-    finally:
-        kubectl("delete", f"csvimports.{group}", name, "-n", "default", "--wait=false")
+
+def replace(group: str, name: str, **spec: Any) -> subprocess.CompletedProcess[str]:
+    return kubectl("replace", "--dry-run=server", "-f", "-", stdin=manifest(group, name, **spec))
+
+
+@pytest.fixture
+def existing(group: str) -> Iterator[str]:
+    """The name of an import to replace; its spec is set by the test (kubectl replace of a created one)."""
+    name = f"it-{uuid.uuid4().hex[:6]}"
+    yield name
+    kubectl("delete", f"csvimports.{group}", name, "-n", "default", "--wait=false")
+
+
+@pytest.mark.parametrize("many", [True, False], ids=["many-objects", "one-object"])
+def test_parallelism_changes_with_a_reset_only(group: str, existing: str, many: bool) -> None:
+    source = {"uri": "s3://exports/2026-11/" if many else "s3://exports/a.csv"}
+    assert kubectl("create", "-f", "-", stdin=manifest(group, existing, source=source)).returncode == 0
+    refused = replace(group, existing, source=source, parallelism=4, rerun={"id": "1", "mode": "changed"})
+    assert "parallelism can only change together with a reset" in refused.stderr
+    assert (replace(group, existing, source=source, parallelism=4, rerun={"id": "1", "mode": "all"}).returncode
+            == 0) is many
+    assert (replace(group, existing, source=source, parallelism=4, restart={"id": "1", "fromRow": 1}).returncode
+            == 0) is not many
+
+
+def test_a_rerun_is_applied_once_per_id_and_its_id_stays(group: str, existing: str) -> None:
+    source = {"uri": "s3://exports/2026-11/"}
+    created = kubectl("create", "-f", "-", stdin=manifest(group, existing, source=source, rerun={"id": "1"}))
+    assert created.returncode == 0
+    assert replace(group, existing, source=source, rerun={"id": "2", "mode": "changed"}).returncode == 0
+    assert "change rerun.id to run again; a rerun (its mode included) is applied once per id" in replace(
+        group, existing, source=source, rerun={"id": "1", "mode": "all"}).stderr
+    assert "rerun.id cannot be removed (it names the current run)" in replace(group, existing, source=source).stderr
+    assert "source is immutable" in replace(group, existing, source={"uri": "s3://exports/2026-12/"},
+                                            rerun={"id": "1"}).stderr

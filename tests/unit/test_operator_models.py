@@ -126,10 +126,11 @@ def many_objects(**spec: Any) -> dict[str, Any]:
                      "sink": {"bootstrapServers": "b:9092", "topic": "t"}, **spec}}
 
 
-def test_a_row_to_restart_from_needs_a_single_object() -> None:
-    with pytest.raises(InvalidResource, match=r"^spec: .*restart.fromRow other than 1 needs a single-object source"):
-        CsvKafkaImport.from_body(many_objects(restart={"id": "1", "fromRow": 7}))
-    assert CsvKafkaImport.from_body(many_objects(restart={"id": "1", "fromRow": 1})).spec.restart
+@pytest.mark.parametrize("row", [1, 7])
+def test_a_row_to_restart_from_needs_a_single_object(row: int) -> None:
+    with pytest.raises(InvalidResource, match=r"^spec: restart.fromRow needs a single-object source: .* is mode all"):
+        CsvKafkaImport.from_body(many_objects(restart={"id": "1", "fromRow": row}))
+    assert CsvKafkaImport.from_body(many_objects(restart={"id": "1"})).spec.restart
 
 
 @pytest.mark.parametrize(("source", "text"), [

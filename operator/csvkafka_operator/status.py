@@ -192,7 +192,7 @@ def _outcome(resource: CsvKafkaImport, observed: Observed, shards: Sequence[Shar
     if "Complete" in true or "SuccessCriteriaMet" in true:
         return Outcome(Phase.SUCCEEDED, "Completed", _summary(resource, shards, objects))
     if "Failed" in true or "FailureTarget" in true:
-        return _failure(resource, true.get("Failed") or true["FailureTarget"], observed, stalled, objects)
+        return _failure(resource, true.get("Failed") or true["FailureTarget"], observed, stalled)
     if job.get("spec", {}).get("suspend"):
         rows = sum(s.records_read for s in shards)
         return Outcome(Phase.SUSPENDED, "Suspended",
@@ -228,13 +228,9 @@ def _in_progress(resource: CsvKafkaImport, observed: Observed, shards: Sequence[
                                       f"{job_name(resource)} to start")
 
 
-def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed, stalled: str | None,
-             objects: Objects | None) -> Outcome:
+def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed, stalled: str | None) -> Outcome:
     failures = [r for r in reports(observed.pods, resource.spec.capacity) if r.failed]
     name = resource.metadata.name
-    # With onObjectError fail, a failed object failed its shard: it is the cause, named with its URI.
-    failed_object = objects.failed[0] if objects and objects.failed and resource.spec.on_object_error is (
-        ObjectErrorAction.FAIL) else None
     if condition.get("reason") == "DeadlineExceeded":
         rows = sum(cp.last_line for cp in observed.checkpoints.values())
         # The Job's own deadline: the spec may have changed since.
@@ -243,10 +239,7 @@ def _failure(resource: CsvKafkaImport, condition: Json, observed: Observed, stal
             f"the import ran longer than spec.activeDeadlineSeconds ({deadline}s) and "
             f"was stopped after {rows:,} rows; raise spec.activeDeadlineSeconds (or remove it), then kubectl "
             f"csvimport restart {name} continues from the last checkpoint"))
-    if failed_object is not None:
-        reason = failed_object.reason
-        message = f"object {failed_object.uri} failed: {failed_object.message or failed_object.reason}"
-    elif stalled is not None and not failures:
+    if stalled is not None and not failures:
         # The stalled pods were deleted, so they say nothing: their stalls used up the Job's retries.
         reason, message = STALLED, f"{stalled}; the Job's retries are used up"
     elif failures:

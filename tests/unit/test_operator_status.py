@@ -373,15 +373,16 @@ def test_an_unreadable_failed_list_still_counts_its_objects() -> None:
 
 
 def test_a_failed_object_fails_the_import_with_its_reason_when_on_object_error_is_fail() -> None:
-    status = observe(resource(**MANY), job=job("Failed", reason="PodFailurePolicy"),
-                     pods=[failed_pod("BadInput", "row 3 is bad", 65)],
-                     checkpoints=[summary(0, 1, state=State.FAILED, objects_total=4, objects_done=1, objects_failed=1,
-                                          failed_objects=failed_list("s3://exports/2026-11/c.csv",
-                                                                     reason="ExpectedHeaderMismatch"))])
-    assert status.phase is Phase.FAILED
-    assert conditions(status)["Failed"] == ("True", "ExpectedHeaderMismatch")
-    assert status.condition("Failed").message.startswith(
-        "object s3://exports/2026-11/c.csv failed: s3://exports/2026-11/c.csv has no header. Then:")
+    # What the worker leaves: its shard's summary failed with the object's reason, and its own line.
+    said = ("object s3://exports/2026-11/c.csv failed: its header is id,total, not id,amount (csv.expectedHeader); "
+            "the import stops (onObjectError: fail)")
+    failed = summary(0, 1, state=State.FAILED, objects_total=4, objects_done=1, reason="BadInput", message=said)
+    for pods in ([failed_pod("BadInput", said, 65)], []):
+        status = observe(resource(**MANY), job=job("Failed", reason="PodFailurePolicy"), pods=pods,
+                         checkpoints=[failed])
+        assert status.phase is Phase.FAILED
+        assert conditions(status)["Failed"] == ("True", "BadInput")
+        assert f"{said}. Then: once fixed, kubectl csvimport restart people" in status.condition("Failed").message
 
 
 def test_a_new_rerun_id_is_a_new_run_observed_once_its_job_exists() -> None:

@@ -11,13 +11,16 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from csvkafka_worker.checkpoint import from_item
 from csvkafka_worker.engine import Engine, SendPlan
-from csvkafka_worker.watermark import Counts, DeliveryWatermark, Position
-from tests.unit.csv_engines import make_engine
+from csvkafka_worker.watermark import Counts, DeliveryWatermark, Position, offsets_from_json
+from tests.support import run_worker, worker_args
+from tests.unit.csv_engines import NATIVE, NATIVE_MISSING, make_engine
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +188,30 @@ def test_both_engines_report_the_same_checksum_and_offsets(topics: Any, bootstra
     python, native = reports
     assert native == python
     assert python.checksum != 0 and sum(last - first + 1 for first, last in python.offsets.values()) == python.sent
+
+
+@pytest.mark.skipif(NATIVE is None, reason=NATIVE_MISSING)
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_an_imports_checkpoint_holds_the_checksum_and_offsets_of_its_topic(
+        delivery: str, topics: Any, s3: Any, s3_bucket: str, checkpoint_table: str, dynamodb: Any,
+        bootstrap_servers: str) -> None:
+    """The worker, on each engine: its final checkpoint item names what its topic holds, the same either way."""
+    s3.put_object(Bucket=s3_bucket, Key="receipt.csv", Body=(",".join(HEADER) + "\n").encode()
+                  + generated_csv(seed=9, rows=2000))
+    saved = {}
+    for engine in ("python", "native"):
+        topic, dead_letter_topic = topics()
+        job_id = f"receipt-{engine}"
+        result = run_worker(worker_args(
+            source=f"s3://{s3_bucket}/receipt.csv", bootstrap=bootstrap_servers, topic=topic, table=checkpoint_table,
+            job_id=job_id, extra=["--engine", engine, "--key-column", "id", "--delivery", delivery, "--on-bad-row",
+                                  "dead-letter", "--dead-letter-topic", dead_letter_topic, "--max-bad-rows", "2000"]))
+        assert result.returncode == 0, result.stderr
+        cp = from_item(dynamodb.get_item(TableName=checkpoint_table, Key={"job_id": {"S": job_id}},
+                                         ConsistentRead=True)["Item"])
+        records = read_back(bootstrap_servers, topic)
+        assert cp.rows_dead_lettered > 0 and cp.total_sent == len(records) == 2000 - cp.rows_dead_lettered
+        assert cp.partition_offsets is not None
+        assert (cp.value_checksum, offsets_from_json(orjson.loads(cp.partition_offsets))) == reference(records)
+        saved[engine] = (cp.value_checksum, cp.partition_offsets)
+    assert saved["python"] == saved["native"]

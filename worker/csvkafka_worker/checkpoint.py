@@ -72,6 +72,8 @@ class Checkpoint:
     current_object: str | None = None
     # Multi-object imports: the rerun (spec.rerun.id, "initial" before any) whose pass this item records.
     rerun_id: str | None = None
+    # Exactly-once: where this job's positions partition is read from at a start (positions.Mark).
+    positions_mark: str | None = None
     # Lease: the worker that may advance this checkpoint, and until when (epoch seconds).
     owner: str | None = None
     lease_expires: float | None = None
@@ -103,7 +105,8 @@ _NUMBERS = ("last_line", "total_sent", "timestamp", "byte_offset", "rows_dead_le
 _FLOATS = ("rows_per_second", "lease_expires")
 _STRINGS = ("source_uri", "source_etag", "message", "reason", "owner", "run_id", "plan_transfer", "seek_point",
             "partition_offsets",
-            "failed_objects", "current_object", "rerun_id")
+            "failed_objects", "current_object", "rerun_id",
+            "positions_mark")
 
 
 def to_item(cp: Checkpoint) -> dict[str, dict[str, str]]:

@@ -146,6 +146,7 @@ class Importer:
         self.dialect = Dialect.of(spec.source.csv)
         self.engine, self._engine_why = choose(run.engine, self.dialect, spec.source.csv.encoding)
         self.sink: KafkaSink | None = sink
+        self.position_writer: positions.PositionWriter | None = None
         # Seek points the read passes, for checkpoints; the object's bytes fetched by the streaming pass.
         self.seek_index = SeekIndex()
         self.bytes_fetched = 0
@@ -210,20 +211,26 @@ class Importer:
         if self.sink is None:
             self.sink = open_sink(self.spec, self.engine, self.job_id, self.metrics)
 
+        # Exactly-once: where this job's committed records end, read from its own positions partition from
+        # its mark on (a pass not begun yet has none to find).
+        found: positions.Lookup | None = None
+        if self.exactly_once:
+            budget = self.spec.retry.kafka_seconds
+            positions.ensure_topic(self.spec.sink, self.positions_topic, self._client_id(), budget)
+            found = positions.lookup(self.spec.sink, self.positions_topic, self.job_id, self._client_id(), budget,
+                                     hint=positions.Mark.decode(checkpoint.positions_mark),
+                                     new_run=checkpoint.run_id is None)
+            self.position_writer = positions.PositionWriter(self.positions_topic, self.job_id, found.mark)
         # The run id is stored before anything is produced, so that a crash at any later point
         # resumes this same pass.
         self.checkpoints.save(source_uri=info.uri, source_etag=info.etag, state=State.RUNNING, message=None,
                               run_id=checkpoint.run_id or uuid.uuid4().hex,
-                              started_at=checkpoint.started_at or int(time.time()))
+                              started_at=checkpoint.started_at or int(time.time()),
+                              positions_mark=found.mark.encode() if found else checkpoint.positions_mark)
         span = self._shard_range(info, preamble)
         start, counts = self._start_position(info, compression, span)
-        if self.exactly_once:
-            budget = self.spec.retry.kafka_seconds
-            positions.ensure_topic(self.spec.sink, self.positions_topic, self._client_id(), budget)
-            committed = positions.read_committed_position(self.spec.sink, self.positions_topic, self.job_id,
-                                                          self._client_id(), budget)
-            if committed is not None and committed.run_id == self.checkpoints.current.run_id:
-                start, counts = committed.position, committed.counts
+        if found is not None and found.record is not None and found.record.run_id == self.checkpoints.current.run_id:
+            start, counts = found.record.position, found.record.counts
 
         # Progress is (byte_offset - range_start) / bytes_total, for a whole object and for a shard alike.
         self.checkpoints.current = self.checkpoints.current.advanced(
@@ -528,11 +535,12 @@ class Stream:
                                  reason=Reason.KAFKA_UNREACHABLE)
         position, counts = self.watermark.position, self.watermark.delivered
         checkpoints = self.imp.checkpoints
-        if self.sink.transactional:
-            self.sink.commit(self.imp.positions_topic, self.imp.job_id,
-                             positions.PositionRecord(position, counts, checkpoints.current.run_id))
         progress = {"last_line": position.row, "byte_offset": position.offset, **counted(counts),
                     "rows_per_second": round(self.imp.progress.rows_per_second, 1)}
+        if self.imp.position_writer is not None:
+            mark = self.sink.commit(self.imp.position_writer,
+                                    positions.PositionRecord(position, counts, checkpoints.current.run_id))
+            progress["positions_mark"] = mark.encode()
         point = self.imp.seek_index.best(position.offset)
         seek = {"seek_point": point.encode()} if point is not None else {}
         saved = (checkpoints.release(state, message, reason, **progress, **seek) if release

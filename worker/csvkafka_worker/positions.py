@@ -151,12 +151,6 @@ def ensure_topic(sink: SinkSpec, topic: str, client_id: str, timeout: float) -> 
                                  reason=Reason.KAFKA_UNREACHABLE) from error
 
 
-def read_committed_position(sink: SinkSpec, topic: str, job_id: str, client_id: str, timeout: float, *,
-                            hint: Mark | None = None) -> PositionRecord | None:
-    """The job's latest committed record (`lookup` also gives the mark to keep)."""
-    return lookup(sink, topic, job_id, client_id, timeout, hint=hint).record
-
-
 def lookup(sink: SinkSpec, topic: str, job_id: str, client_id: str, timeout: float, *,
            hint: Mark | None = None, new_run: bool = False) -> Lookup:
     """The job's latest committed positions record, reading its partition from `hint` (the mark its

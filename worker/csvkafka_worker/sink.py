@@ -18,7 +18,7 @@ from csvkafka_worker.encode import RecordBlock
 from csvkafka_worker.engine import Encodes, Engine, InFlight, SendPlan
 from csvkafka_worker.errors import BadInput, Infrastructure, Reason
 from csvkafka_worker.kafka_config import producer_config
-from csvkafka_worker.positions import PositionRecord
+from csvkafka_worker.positions import Mark, PositionRecord, PositionWriter
 from csvkafka_worker.spec import SinkSpec
 
 AUTH_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
@@ -121,10 +121,12 @@ class KafkaSink:
             self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
         return len(self.producer) == 0
 
-    def commit(self, positions_topic: str, job_id: str, record: PositionRecord) -> None:
-        """Writes the position into the open transaction and commits both (exactly-once mode)."""
-        self.producer.produce(positions_topic, record.encode(), job_id.encode())
-        self._commit(f"job {job_id}")
+    def commit(self, writer: PositionWriter, record: PositionRecord) -> Mark:
+        """Writes the position into the open transaction and commits both (exactly-once mode); the mark
+        of the committed position, to checkpoint."""
+        writer.produce(self.producer, record)
+        self._commit(f"job {writer.key.decode()}")
+        return writer.committed(self.producer.poll)
 
     def _commit(self, what: str) -> None:
         try:

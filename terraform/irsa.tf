@@ -67,6 +67,16 @@ data "aws_iam_policy_document" "worker" {
     resources = [for b in var.s3_buckets : "arn:${local.partition}:s3:::${b}"]
   }
 
+  # The manifest of an import's receipts (spec.receipts.manifestUri), written by its last worker.
+  dynamic "statement" {
+    for_each = length(var.manifest_prefixes) > 0 ? [var.manifest_prefixes] : []
+    content {
+      sid       = "WriteManifests"
+      actions   = ["s3:PutObject"]
+      resources = [for p in statement.value : "arn:${local.partition}:s3:::${p}*"]
+    }
+  }
+
   dynamic "statement" {
     for_each = length(var.source_kms_key_arns) > 0 ? [var.source_kms_key_arns] : []
     content {

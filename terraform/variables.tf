@@ -63,6 +63,17 @@ variable "s3_buckets" {
   }
 }
 
+variable "manifest_prefixes" {
+  description = "Where the workers may write import manifests (spec.receipts.manifestUri), as bucket/prefix/ (ending in /)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.manifest_prefixes : can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.*/)?$", p))])
+    error_message = "Each manifest prefix is bucket/ or bucket/prefix/ (ending in /)."
+  }
+}
+
 variable "source_kms_key_arns" {
   description = "KMS keys of SSE-KMS encrypted source objects; the workers may decrypt through S3 with them."
   type        = list(string)

@@ -28,7 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BUCKET, TABLE = "csv-exports", "csv-kafka-checkpoint"
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-0000-0000-0000-000000000000"
-DOCUMENTS = render_for_stack(buckets=[BUCKET], table=TABLE, key_arn=KEY)
+MANIFESTS = "manifests/"
+DOCUMENTS = render_for_stack(buckets=[BUCKET], table=TABLE, key_arn=KEY,
+                             variables={"manifest_prefixes": [f"{BUCKET}/{MANIFESTS}"]})
 
 # (policy document, statement sid) → what may be a wildcard there, and why AWS requires it.
 EXCEPTIONS: dict[tuple[str, str], dict[str, set[str]]] = {
@@ -177,13 +179,15 @@ def permissions(role: str) -> Iterator[Request]:
         if (role, service, operation) in NOT_THE_ROLES:
             continue
         if service == "s3":
-            yield from s3_requests(operation, BUCKET, "exports/orders.csv")
+            key = f"{MANIFESTS}import.json" if operation == "PutObject" else "exports/orders.csv"
+            yield from s3_requests(operation, BUCKET, key)
         else:
             yield from dynamodb_requests(operation, REGION, ACCOUNT, [TABLE], lambda _: KEY)
 
 
 def test_the_code_calls_what_the_roles_were_written_for() -> None:
-    assert operations_called(ROLES["worker"]) == {("s3", "HeadObject"), ("s3", "GetObject"), ("dynamodb", "GetItem"),
+    assert operations_called(ROLES["worker"]) == {("s3", "HeadObject"), ("s3", "GetObject"), ("s3", "ListObjectsV2"),
+                                                  ("s3", "PutObject"), ("dynamodb", "GetItem"),
                                                   ("dynamodb", "UpdateItem"), ("dynamodb", "PutItem"),
                                                   ("dynamodb", "DeleteItem")}
     assert operations_called(ROLES["operator"]) == {("dynamodb", "BatchGetItem"), ("dynamodb", "PutItem"),

@@ -8,6 +8,7 @@
     python -m bench --only open-quote      # what an unterminated quote costs, on both engines
     python -m bench --engine-via omit --only baseline,python   # a worker without --engine yet
     python -m bench operator-load --imports 100   # the operator under load (see bench/operator_load.py)
+    python -m bench shards                 # 1, 2 and 4 shards over one object and a prefix (see bench/shards.py)
 
 The engine contenders (json-native, line-python-nohdr, json-native-eos, ...) pick the worker's engine
 with `csvkafka run --engine NAME` (--engine-via flag), CSVKAFKA_ENGINE (env), or not at all (omit: all
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import compressed, contenders, data, machine, operator_load, report
+from bench import compressed, contenders, data, machine, operator_load, report, shards
 from bench.scenarios import Bench, OpenQuoteResult, ResumeResult, Run, open_quote, resume
 from bench.stack import Stack, stack_env
 
@@ -238,4 +239,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(operator_load.main(sys.argv[2:]) if sys.argv[1:2] == ["operator-load"] else main(sys.argv[1:]))
+    COMMANDS = {"operator-load": operator_load.main, "shards": shards.main}
+    sys.exit(COMMANDS[sys.argv[1]](sys.argv[2:]) if sys.argv[1:2] and sys.argv[1] in COMMANDS else main(sys.argv[1:]))

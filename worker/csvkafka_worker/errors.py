@@ -5,9 +5,13 @@ Every message is one line that names the thing (object, row, setting) and says w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
+from typing import TypeVar
 
 from csvkafka_worker.exit_codes import ExitCode
+
+T = TypeVar("T")
 
 
 class Reason(StrEnum):
@@ -67,3 +71,19 @@ class StoppedWhileWaiting(WorkerError):
 class ConfigError(BadInput):
     def __init__(self, message: str) -> None:
         super().__init__(message, reason=Reason.INVALID_CONFIGURATION)
+
+
+def stopping_on_failure(body: Callable[[], T], stop: Callable[[WorkerError], object]) -> T:
+    """Runs `body`; on a failure calls `stop` with it (an unexpected exception becomes InternalError, a bug
+    to report) before it propagates."""
+    try:
+        return body()
+    except WorkerError as error:
+        stop(error)
+        raise
+    except Exception as error:
+        failure = Infrastructure(f"unexpected error: {error!r}; this is a bug in csvkafka, please report it with the "
+                                 "traceback above; the import resumes from its last checkpoint when the Job retries",
+                                 reason=Reason.INTERNAL_ERROR)
+        stop(failure)
+        raise failure from error

@@ -24,7 +24,14 @@ from csvkafka_worker import decompress, entry, positions, shards
 from csvkafka_worker.checkpoint import Checkpoint, CheckpointPolicy, State, counted, shard_job_id
 from csvkafka_worker.encode import BadRecord, RecordBlock, describe
 from csvkafka_worker.engine import RECORD_OVERHEAD, Engine, SendPlan, choose, first_boundary
-from csvkafka_worker.errors import BadInput, Infrastructure, Reason, StoppedWhileWaiting, WorkerError
+from csvkafka_worker.errors import (
+    BadInput,
+    Infrastructure,
+    Reason,
+    StoppedWhileWaiting,
+    WorkerError,
+    stopping_on_failure,
+)
 from csvkafka_worker.kafka_config import transactional_id
 from csvkafka_worker.metrics import Metrics, Totals
 from csvkafka_worker.options import RunOptions
@@ -168,17 +175,7 @@ class Importer:
             self.metrics.serve(self.run_options.metrics_port)
         info = head(self.s3, self.target.bucket, self.target.key, self.s3_retrier)
         self.checkpoints.claim()
-        try:
-            return self._run_claimed(info)
-        except WorkerError as error:
-            self._stop_failed(error)
-            raise
-        except Exception as error:
-            failure = Infrastructure(f"unexpected error: {error!r}; this is a bug in csvkafka, please report it with "
-                                     "the traceback above; the import resumes from its last checkpoint when the Job "
-                                     "retries", reason=Reason.INTERNAL_ERROR)
-            self._stop_failed(failure)
-            raise failure from error
+        return stopping_on_failure(lambda: self._run_claimed(info), self._stop_failed)
 
     def close(self) -> None:
         """Destroys the Kafka producer (if any, and its own) now rather than at exit."""

@@ -23,7 +23,7 @@ import orjson
 from csvkafka_worker import positions
 from csvkafka_worker.checkpoint import Checkpoint, State, object_job_id, shard_job_id
 from csvkafka_worker.engine import choose
-from csvkafka_worker.errors import BadInput, Infrastructure, Reason, StoppedWhileWaiting, WorkerError
+from csvkafka_worker.errors import BadInput, Reason, StoppedWhileWaiting, WorkerError, stopping_on_failure
 from csvkafka_worker.importer import Checkpoints, Hooks, Importer, Outcome, Stream, Target, open_sink, rate_limit
 from csvkafka_worker.listing import list_objects
 from csvkafka_worker.metrics import Metrics
@@ -126,17 +126,7 @@ class ObjectsRun:
     def run(self) -> Outcome:
         self.metrics.serve(self.run_options.metrics_port)
         self.summary.claim()
-        try:
-            return self._run_claimed()
-        except WorkerError as error:
-            self._release_failed(error)
-            raise
-        except Exception as error:
-            failure = Infrastructure(f"unexpected error: {error!r}; this is a bug in csvkafka, please report it with "
-                                     "the traceback above; the import resumes from its last checkpoints when the Job "
-                                     "retries", reason=Reason.INTERNAL_ERROR)
-            self._release_failed(failure)
-            raise failure from error
+        return stopping_on_failure(self._run_claimed, self._release_failed)
 
     def _release_failed(self, error: WorkerError) -> None:
         if self.sink is not None:

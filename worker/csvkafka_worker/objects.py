@@ -73,6 +73,12 @@ class Tally:
         self.rows += final.last_line
         self.bytes_done += unit.nominal_end - unit.nominal_start
 
+    def skip(self, unit: Unit) -> None:
+        """A unit a previous pass completed: its object counts as done (a split object by its first piece's
+        shard, which after a restart may differ from the one that wrote its receipt)."""
+        self.bytes_done += unit.nominal_end - unit.nominal_start
+        self.objects_done += unit.piece == 0
+
     def fail(self, unit: Unit, error: WorkerError) -> None:
         self.failed_count += 1
         self.bytes_done += unit.nominal_end - unit.nominal_start
@@ -137,26 +143,36 @@ class ObjectsRun:
 
     def _run_claimed(self) -> Outcome:
         header = self.plans.ensure(self.rerun_id, self._list, PLAN_WAIT_SECONDS)
-        units = list(assign(self.plans.entries(), header.total_bytes, self.run_options.shard_index,
-                            self.run_options.shard_count, min_piece=self.run_options.min_piece_bytes))
-        todo = [unit for unit in units if self._prepare(unit)]
-        objects_total = sum(1 for unit in units if unit.piece == 0)
-        self.tally.objects_done = objects_total - sum(1 for unit in todo if unit.piece == 0)
-        self.summary.save(objects_total=objects_total, bytes_total=sum(u.nominal_end - u.nominal_start for u in units),
-                          range_start=0, rerun_id=self.rerun_id, started_at=self.summary.current.started_at
-                          or int(time.time()), state=State.RUNNING, message=None, reason=None, **self._totals())
-        self.progress.event("plan", objects=header.objects, bytes=header.total_bytes, units=len(units),
-                            to_import=len(todo), rerun=self.rerun_id)
-        if todo:
-            self.sink = open_sink(self.spec, self.engine, self.job_id, self.metrics)
-        for unit in todo:
-            if unit.pieces > 1 and not self.stop.is_set():
+        # The units are streamed from the plan's pages twice (memory stays bounded whatever the number of
+        # objects): once to count them and find the pieces of split objects, once to import.
+        objects_total = bytes_total = units = 0
+        pieces: list[Unit] = []
+        for unit in self._units(header.total_bytes):
+            units += 1
+            objects_total += unit.piece == 0
+            bytes_total += unit.nominal_end - unit.nominal_start
+            if unit.pieces > 1:
+                pieces.append(unit)  # at most the first and last of a shard
+        self.summary.save(objects_total=objects_total, bytes_total=bytes_total, range_start=0, rerun_id=self.rerun_id,
+                          started_at=self.summary.current.started_at or int(time.time()), state=State.RUNNING,
+                          message=None, reason=None, **self._totals())
+        self.progress.event("plan", objects=header.objects, bytes=header.total_bytes, units=units,
+                            rerun=self.rerun_id)
+        # A split object's pieces publish their scans before any import, so that no shard waits for
+        # another one to reach its piece.
+        scanned = {self._unit_id(unit) for unit in pieces if self._prepare(unit)}
+        for unit in pieces:
+            if self._unit_id(unit) in scanned and not self.stop.is_set():
                 self._guarded(unit, lambda importer: importer.publish_scan())
-        for number, unit in enumerate(todo, 1):
+        for number, unit in enumerate(self._units(header.total_bytes), 1):
             if self.stop.is_set():
                 return self._finish(State.INTERRUPTED)
+            wanted = self._unit_id(unit) in scanned if unit.pieces > 1 else self._prepare(unit)
+            if not wanted:
+                self.tally.skip(unit)
+                continue
             self.summary.current = self.summary.current.advanced(
-                current_object=unit.entry.uri, message=f"object {number}/{len(todo)}: {unit.entry.uri}")
+                current_object=unit.entry.uri, message=f"unit {number}/{units}: {unit.entry.uri}")
             outcome = self._guarded(unit, lambda importer: importer.run())
             if outcome is None:
                 continue
@@ -172,6 +188,15 @@ class ObjectsRun:
         outcome = self._finish(State.COMPLETED)
         self._write_manifest()
         return outcome
+
+    def _units(self, total_bytes: int) -> Iterator[Unit]:
+        return assign(self.plans.entries(), total_bytes, self.run_options.shard_index, self.run_options.shard_count,
+                      min_piece=self.run_options.min_piece_bytes)
+
+    def _open_sink(self) -> KafkaSink:
+        if self.sink is None:
+            self.sink = open_sink(self.spec, self.engine, self.job_id, self.metrics)
+        return self.sink
 
     # -- units -----------------------------------------------------------------------------------
 
@@ -205,7 +230,7 @@ class ObjectsRun:
         self.metrics.next_object()
         return Importer(self.spec, self.run_options, s3=self.s3, dynamodb=self.dynamodb, owner=self.owner,
                         stop=self.stop, progress=self.progress, positions_topic=self.positions_topic, target=target,
-                        sink=self.sink, metrics=self.metrics, hooks=_UnitHooks(self, unit), rate=self.rate)
+                        sink=self._open_sink(), metrics=self.metrics, hooks=_UnitHooks(self, unit), rate=self.rate)
 
     def _guarded(self, unit: Unit, step: Any) -> Outcome | None:
         """Runs a step of a unit's import; an object's own failure under onObjectError skip is reported and

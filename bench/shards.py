@@ -228,6 +228,11 @@ class ShardRun:
         return sum(m.cpu_s for m in self.measured)
 
     @property
+    def busiest_cpu_s(self) -> float:
+        """CPU seconds of the shard that used the most: the wall time it would need on a core of its own."""
+        return max(m.cpu_s for m in self.measured)
+
+    @property
     def rows_per_s(self) -> float:
         return self.source.rows / self.wall_s
 
@@ -283,24 +288,33 @@ def run_shards(stack: Stack, source: Source, shards: int, delivery: str, args: a
 # -- the report ----------------------------------------------------------------------------------------
 
 
+COLUMNS = ("source", "delivery", "shards", "wall s (first exit)", "start-up s", "rows/s", "CSV MB/s",
+           "speed-up vs 1", "rows/s after start", "worker CPU s", "busiest shard CPU s", "CPU speed-up vs 1",
+           "broker CPU s", "moto CPU s", "others' CPU s", "load before", "in Kafka per CSV byte", "records / rows",
+           "result")
+
+
+def row(run: ShardRun, base: ShardRun | None) -> list[str]:
+    """One line of the table; `base` is the 1-shard run of the same source and delivery."""
+    problems = run.problems()
+    return [
+        run.source.name, run.delivery, str(run.shards), f"{run.wall_s:.1f} ({run.first_exit_s:.1f})",
+        f"{run.startup_s:.1f}" if run.startup_s is not None else "", f"{run.rows_per_s:,.0f}", f"{run.mb_per_s:.1f}",
+        f"{base.wall_s / run.wall_s:.2f}x" if base is not None else "",
+        f"{run.streaming_rows_per_s:,.0f}" if run.streaming_rows_per_s else "",
+        f"{run.worker_cpu_s:.1f}", f"{run.busiest_cpu_s:.1f}",
+        f"{base.busiest_cpu_s / run.busiest_cpu_s:.2f}x" if base is not None else "",
+        f"{run.broker_cpu_s:.1f}", f"{run.moto_cpu_s:.1f}", f"{run.others_cpu_s:.1f}", f"{run.load:.1f}",
+        f"{run.topic_bytes / run.source.csv_bytes:.2f}", f"{run.records:,} / {run.source.rows:,}",
+        "ok" if not problems else "FAILED: " + "; ".join(problems)]
+
+
 def table(runs: list[ShardRun]) -> str:
-    lines = ["| source | delivery | shards | wall s (first exit) | start-up s | rows/s | CSV MB/s | speed-up vs 1 | "
-             "rows/s after start | worker CPU s | broker CPU s | moto CPU s | others' CPU s | load before | "
-             "records / rows | result |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---|" + "---:|" * (len(COLUMNS) - 3) + "---|"]
     for run in runs:
         base = next((r for r in runs if r.source is run.source and r.delivery == run.delivery and r.shards == 1
                      and not r.problems()), None)
-        ratio = f"{base.wall_s / run.wall_s:.2f}x" if base is not None else ""
-        startup = f"{run.startup_s:.1f}" if run.startup_s is not None else ""
-        streaming = f"{run.streaming_rows_per_s:,.0f}" if run.streaming_rows_per_s else ""
-        problems = run.problems()
-        lines.append(
-            f"| {run.source.name} | {run.delivery} | {run.shards} | {run.wall_s:.1f} ({run.first_exit_s:.1f}) | "
-            f"{startup} | {run.rows_per_s:,.0f} | {run.mb_per_s:.1f} | {ratio} | {streaming} | "
-            f"{run.worker_cpu_s:.1f} | {run.broker_cpu_s:.1f} | {run.moto_cpu_s:.1f} | {run.others_cpu_s:.1f} | "
-            f"{run.load:.1f} | {run.topic_bytes / run.source.csv_bytes:.2f} | "
-            f"{run.records:,} / {run.source.rows:,} | {'ok' if not problems else 'FAILED: ' + '; '.join(problems)} |")
+        lines.append("| " + " | ".join(row(run, base)) + " |")
     return "\n".join(lines)
 
 
@@ -313,11 +327,13 @@ def render(argv: list[str], sources_run: list[Source], runs: list[ShardRun]) -> 
         table(runs),
         "Wall: first spawn to last exit (first exit in brackets). Start-up: first spawn to the last shard's "
         "`start` line. Speed-up: 1 shard's wall over this run's, same source and delivery. Rows/s after start: "
-        "from the first `start` line to the last `finish` line. Worker CPU: user + system of every shard's process "
-        "tree (wait4); broker and moto: their processes' utime + stime over the run; others': the machine's busy "
-        f"CPU (/proc/stat) less those three, i.e. whatever else ran (the machine had {os.cpu_count()} x wall CPU "
-        "seconds to give). In Kafka per CSV byte: the topic's log segments on the broker's disk (lz4 batches, one "
-        "replica) over the CSV bytes. Records: counted in the topic after the run "
+        "from the first `start` line to the last `finish` line. Worker CPU: user + system of every shard's "
+        "process tree (wait4). CPU speed-up: the 1-shard run's CPU seconds over the busiest shard's, the speed-up "
+        "if each shard had a core of its own and nothing else limited it. Broker and moto: their processes' "
+        "utime + stime over the run; others': the machine's busy CPU (/proc/stat) less those three, i.e. "
+        f"whatever else ran (the machine had {os.cpu_count()} x wall CPU seconds to give). In Kafka per CSV "
+        "byte: the topic's log segments on the broker's disk (lz4 batches, one replica) over the CSV bytes. "
+        "Records: counted in the topic after the run "
         "(`read_committed`, read one by one for exactly-once).",
     ]) + "\n"
 

@@ -210,6 +210,7 @@ class Result:
     operator_requests: dict[str, float]
     apiserver_requests: float
     queued_seen: int
+    load: tuple[float, float]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -261,6 +262,7 @@ class Measured:
     operator_requests: dict[str, float] = field(default_factory=dict)
     apiserver_requests: float = 0.0
     queued: set[str] = field(default_factory=set)
+    load: tuple[float, float] = (0.0, 0.0)
 
 
 def apply_and_wait(stack: Stack, custom: Any, load: Load, watcher: Watcher, args: argparse.Namespace,
@@ -269,7 +271,7 @@ def apply_and_wait(stack: Stack, custom: Any, load: Load, watcher: Watcher, args
     pid, liveness = operator_process()
     measured = Measured()
     requests_before, apiserver_before = operator_counters(liveness), apiserver_requests()
-    cpu_before, started = cpu_seconds(pid), time.monotonic()
+    cpu_before, started, load_before = cpu_seconds(pid), time.monotonic(), os.getloadavg()[0]
     bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
     with Sampler(pid) as sampler:
         with ThreadPoolExecutor(8) as pool:
@@ -286,6 +288,7 @@ def apply_and_wait(stack: Stack, custom: Any, load: Load, watcher: Watcher, args
                 say(f"{len(watcher.seen)}/{args.imports} finished after {last_said - started:.0f} s")
             time.sleep(0.25)
         measured.wall_s = time.monotonic() - started
+        measured.load = (load_before, os.getloadavg()[0])
         time.sleep(1)  # the operator's last status patches and events are in the counts too
         measured.cpu_s = cpu_seconds(pid) - cpu_before
         requests_after, apiserver_after = operator_counters(liveness), apiserver_requests()
@@ -350,7 +353,7 @@ def evaluate(stack: Stack, load: Load, watcher: Watcher, measured: Measured, arg
         lag_kubernetes=lag_kubernetes, lag_operator=lag_operator, wall_s=measured.wall_s,
         cpu_s=measured.cpu_s, rss_peak_mib=measured.rss_peak_kib / 1024, hwm_mib=memory_kib(pid, "VmHWM") / 1024,
         operator_requests=measured.operator_requests, apiserver_requests=measured.apiserver_requests,
-        queued_seen=len(measured.queued))
+        queued_seen=len(measured.queued), load=measured.load)
 
 
 def _queued(body: dict[str, Any]) -> bool:
@@ -403,6 +406,7 @@ def table(result: Result, label: str) -> str:
         ("exact row counts", "all" if not result.wrong_counts else f"{n - len(result.wrong_counts)} of {n}"),
         ("imports seen Queued", str(result.queued_seen)),
         ("wall time", f"{result.wall_s:.1f} s"),
+        ("machine load (1-min load average at start, end)", f"{result.load[0]:.1f}, {result.load[1]:.1f}"),
         ("status lag, seen (p50 / p95 / max)", _lag(result.lag_seen)),
         ("status lag, condition time (p50 / p95 / max)", _lag(result.lag_condition)),
         ("of which final checkpoint → Job completionTime", _lag(result.lag_kubernetes)),

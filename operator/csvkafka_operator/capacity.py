@@ -86,13 +86,14 @@ class PodCap:
             queue = self._queues.setdefault(namespace, {})
             queue[name] = pods  # joins at the end; a wider or narrower spec keeps its place
             used = sum(self._jobs.get(namespace, {}).values())
-            ahead = list(queue).index(name)
-            if ahead == 0 and (used + pods <= self.cap or used == 0):
+            if next(iter(queue)) == name and (used + pods <= self.cap or used == 0):
                 del queue[name]
                 return None
-        behind = f" behind {ahead} other import(s)" if ahead else ""
-        return (f"queued{behind}: {used} worker pod(s) run in namespace {namespace} and this import needs {pods}; "
-                f"the operator's cap is {self.cap} per namespace ({SETTING}). It starts when pods free up")
+        # The same words while it waits: a message that moved with the queue would patch every waiting
+        # import's status each time one starts.
+        return (f"queued: the worker pods running in namespace {namespace} are at the operator's cap of {self.cap} "
+                f"per namespace ({SETTING}) for this import's {pods}; it starts when pods free up, in the order "
+                "the imports were queued")
 
     def leave(self, namespace: str, name: str) -> None:
         """The import no longer waits (deleted, or its spec no longer asks for a run)."""

@@ -82,7 +82,7 @@ class Reconciler:
                 return
             job, blocker = self._ensure(resource)
             if blocker is not None and blocker.reason == QUEUED:
-                self._queued_at.setdefault((namespace, name), self.monotonic())
+                self._queued_at[(namespace, name)] = self.monotonic()
             else:
                 self._dequeue(namespace, name)
             current = status.compute(resource, self._observe(resource, job, blocker), self.clock())

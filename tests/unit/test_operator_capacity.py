@@ -36,15 +36,15 @@ def test_imports_over_the_cap_wait_and_start_in_queue_order_as_pods_free_up() ->
     assert cap.admit(NS, "first", 1) is None  # 2 + 1 fits
     cap.observe(job("first-job"))
     why = cap.admit(NS, "second", 1)
-    assert why is not None and "3 worker pod(s) run" in why and "cap is 3 per namespace" in why
+    assert why is not None and "at the operator's cap of 3 per namespace" in why
     assert "CSVKAFKA_MAX_PODS_PER_NAMESPACE" in why and "operator.maxWorkerPodsPerNamespace" in why
     later = cap.admit(NS, "third", 1)
-    assert later is not None and "behind 1 other import(s)" in later
+    assert later is not None
     assert cap.next_up(NS) == []
     cap.observe(job("running-1", ended="Complete"))
     assert cap.next_up(NS) == ["second"]
-    # The third does not jump the queue while the second has not started.
-    assert cap.admit(NS, "third", 1) is not None
+    # The third does not jump the queue while the second has not started; the words stay the same.
+    assert cap.admit(NS, "third", 1) == later
     assert cap.admit(NS, "second", 1) is None
     cap.observe(job("second-job"))
     assert cap.admit(NS, "third", 1) is not None

@@ -6,7 +6,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from csvkafka_operator.reconcile import Reconciler
+from csvkafka_operator.reconcile import QUEUED_RECHECK_SECONDS, Reconciler
 from csvkafka_operator.settings import Settings
 from csvkafka_operator.status import Event
 from csvkafka_worker.checkpoint import Checkpoint, State
@@ -130,13 +130,18 @@ def test_an_import_over_the_pod_cap_is_queued_and_a_finishing_job_starts_it() ->
     status = kube.body["status"]
     [progressing] = [c for c in status["conditions"] if c["type"] == "Progressing"]
     assert status["phase"] == "Pending" and progressing["reason"] == "Queued"
-    assert "cap is 2 per namespace (CSVKAFKA_MAX_PODS_PER_NAMESPACE" in progressing["message"]
+    assert "cap of 2 per namespace (CSVKAFKA_MAX_PODS_PER_NAMESPACE" in progressing["message"]
     assert [e.reason for e in events] == ["Queued"]
 
     # The timer leaves a queued import to the Job events, looking again only now and then.
     kube.reads.clear()
     reconciler.refresh(NS, NAME)
     assert kube.reads == []
+    now[0] = QUEUED_RECHECK_SECONDS + 1
+    reconciler.refresh(NS, NAME)
+    reconciler.refresh(NS, NAME)
+    assert kube.reads == [NAME]
+    assert [e.reason for e in events] == ["Queued"]
     # A Job event that frees no pod starts nothing.
     reconciler.job_event(kube.jobs["other-a"], deleted=False)
     assert kube.created == []
@@ -147,9 +152,9 @@ def test_an_import_over_the_pod_cap_is_queued_and_a_finishing_job_starts_it() ->
     assert kube.body["status"]["jobName"] == job
     assert [c["reason"] for c in kube.body["status"]["conditions"] if c["type"] == "Progressing"] == ["Starting"]
     # Started: the timer's passes run again, every time.
-    now[0] = 1.0
     reconciler.refresh(NS, NAME)
-    assert [name for name in kube.reads if name == NAME] == [NAME, NAME]
+    reconciler.refresh(NS, NAME)
+    assert [name for name in kube.reads if name == NAME] == [NAME] * 4
 
 
 def test_a_queued_import_that_is_gone_makes_room_for_the_next() -> None:

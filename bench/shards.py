@@ -24,6 +24,7 @@ import argparse
 import gzip
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -196,21 +197,20 @@ class ShardRun:
 
     @property
     def startup_s(self) -> float | None:
-        """From the first spawn to the last shard's `start` line."""
-        starts = [m.since_spawn("start") for m in self.measured]
-        spawned = min(m.spawned_at for m in self.measured)
-        if any(s is None for s in starts):
+        """From the first spawn to the last shard's first log line (a prefix logs a `start` per object)."""
+        firsts = [min(e["ts"] for e in m.events) for m in self.measured if m.events]
+        if len(firsts) < self.shards:
             return None
-        return max(m.spawned_at + (s or 0.0) for m, s in zip(self.measured, starts, strict=True)) - spawned
+        return float(max(firsts)) - min(m.spawned_at for m in self.measured)
 
     @property
     def streaming_rows_per_s(self) -> float | None:
-        """Rows per second from the first shard's `start` line to the last one's `finish` line."""
-        starts = [e["ts"] for m in self.measured if (e := m.event("start")) is not None]
+        """Rows per second from the first shard's first log line to the last `finish` line."""
+        firsts = [min(e["ts"] for e in m.events) for m in self.measured if m.events]
         finishes = [e["ts"] for m in self.measured if (e := m.event("finish")) is not None]
-        if len(starts) < self.shards or len(finishes) < self.shards:
+        if len(firsts) < self.shards or len(finishes) < self.shards:
             return None
-        return float(self.source.rows / (max(finishes) - min(starts)))
+        return float(self.source.rows / (max(finishes) - min(firsts)))
 
     @property
     def wall_s(self) -> float:
@@ -326,8 +326,8 @@ def render(argv: list[str], sources_run: list[Source], runs: list[ShardRun]) -> 
         "\n".join(f"- {s.name}: `{s.uri}`: {s.describe()}" for s in sources_run),
         table(runs),
         "Wall: first spawn to last exit (first exit in brackets). Start-up: first spawn to the last shard's "
-        "`start` line. Speed-up: 1 shard's wall over this run's, same source and delivery. Rows/s after start: "
-        "from the first `start` line to the last `finish` line. Worker CPU: user + system of every shard's "
+        "first log line. Speed-up: 1 shard's wall over this run's, same source and delivery. Rows/s after start: "
+        "from the first shard's first log line to the last `finish` line. Worker CPU: user + system of every shard's "
         "process tree (wait4). CPU speed-up: the 1-shard run's CPU seconds over the busiest shard's, the speed-up "
         "if each shard had a core of its own and nothing else limited it. Broker and moto: their processes' "
         "utime + stime over the run; others': the machine's busy CPU (/proc/stat) less those three, i.e. "
@@ -339,6 +339,8 @@ def render(argv: list[str], sources_run: list[Source], runs: list[ShardRun]) -> 
 
 
 def main(argv: list[str]) -> int:
+    # A SIGTERM runs the `finally` that deletes what the run created.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     args = parse_args(argv)
     counts = [int(n) for n in args.shards.split(",")]
     names = [n.strip() for n in args.sources.split(",")]

@@ -8,6 +8,7 @@ import gzip
 import io
 import os
 import subprocess
+import time
 import zlib
 from collections import Counter
 from typing import Any
@@ -138,3 +139,49 @@ def test_a_rerun_imports_only_the_changed_objects_and_a_poison_object_fails_alon
     sources = Counter(r.headers["csvkafka.source"].decode().rsplit("/", 1)[1] for r in records)
     assert sources["2.csv"] == 102 + 5 and sources["6.csv"] == 106 + 5 and sources["new.csv"] == 3
     assert sources["0.csv"] == 100 and "4.csv" not in sources
+
+
+def test_a_worker_killed_mid_run_resumes_only_its_own_unfinished_objects(
+        s3: Any, dynamodb: Any, s3_bucket: str, checkpoint_table: str, bootstrap_servers: str) -> None:
+    # 150,000 rows (about 2.5 MB, three blocks) an object at 50,000 rows/s a worker: three seconds each.
+    bodies = {f"k/{n:02d}.csv": _csv(150_000, seed=n) for n in range(6)}
+    for key, body in bodies.items():
+        s3.put_object(Bucket=s3_bucket, Key=key, Body=body)
+    with new_topics(bootstrap_servers, 1) as (topic,):
+        args = [*worker_args(source=f"s3://{s3_bucket}/k/", bootstrap=bootstrap_servers, topic=topic,
+                             table=checkpoint_table, job_id="killed",
+                             extra=["--delivery", "exactly-once", "--checkpoint-every-seconds", "0.2",
+                                    "--lease-seconds", "5", "--rate-rows", "100000"]), "--shard", "0/2"]
+        victim = subprocess.Popen(args, env={**os.environ, "JOB_COMPLETION_INDEX": "1"}, stderr=subprocess.PIPE,
+                                  text=True)
+        other = subprocess.Popen(args, env={**os.environ, "JOB_COMPLETION_INDEX": "0"}, stderr=subprocess.PIPE,
+                                 text=True)
+        seen = ""
+        assert victim.stderr is not None
+        for line in victim.stderr:
+            seen += line
+            if seen.count('"event":"start"') >= 2:
+                break
+        second = events(seen, "start")[1]["source"].removeprefix("s3://")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # killed once its second object has a checkpoint part of the way
+            item = dynamodb.get_item(TableName=checkpoint_table, Key={"job_id": {"S": f"killed@{second}"}},
+                                     ConsistentRead=True).get("Item", {})
+            if int(item.get("last_line", {}).get("N", "0")) > 0:
+                break
+            time.sleep(0.05)
+        victim.kill()
+        victim.wait(30)
+        assert item["state"]["S"] == "running", item
+        assert other.wait(240) == 0, _errors(other.communicate()[1])
+        first_run = [e["source"] for e in events(seen, "start")]
+        again = run_worker(args, env={"JOB_COMPLETION_INDEX": "1"}, timeout=240)
+        assert again.returncode == 0, _errors(again.stderr)
+        records = consume_all(bootstrap_servers, topic)
+    resumed = events(again.stderr, "start")
+    # The object it finished is not started again; the one it was in resumes from its checkpoint; the
+    # worker of shard 0 ran once and its objects are not touched.
+    assert first_run[0] not in [e["source"] for e in resumed]
+    assert resumed[0]["source"] == first_run[1] and 0 < resumed[0]["row"] < 150_000
+    expected = {f"s3://{s3_bucket}/{key}": _rows(body) for key, body in bodies.items()}
+    assert _by_object(records) == expected  # exactly once: every row once

@@ -478,7 +478,7 @@ class Stream:
 
     def _paced_wait(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0 and not self.imp.stop.wait(min(1.0, left)):
+        while (left := deadline - time.monotonic()) > 0 and not self.imp.stop.wait(min(0.1, left)):
             self.sink.poll()
             self.maybe_checkpoint()
 

@@ -228,8 +228,9 @@ class ObjectsRun:
         target = Target(unit.entry.bucket, unit.entry.key, self._object_id(unit.entry), unit.piece, unit.pieces,
                         (unit.nominal_start, unit.nominal_end) if unit.pieces > 1 else None)
         self.metrics.next_object()
+        # Each object has its own progress (its rows, its rate); the run's own lines are this run's.
         return Importer(self.spec, self.run_options, s3=self.s3, dynamodb=self.dynamodb, owner=self.owner,
-                        stop=self.stop, progress=self.progress, positions_topic=self.positions_topic, target=target,
+                        stop=self.stop, positions_topic=self.positions_topic, target=target,
                         sink=self._open_sink(), metrics=self.metrics, hooks=_UnitHooks(self, unit), rate=self.rate)
 
     def _guarded(self, unit: Unit, step: Any) -> Outcome | None:
@@ -261,14 +262,13 @@ class ObjectsRun:
         """A whole object's last rows are acknowledged: its receipt goes out with them."""
         if unit.pieces > 1:
             return
-        receipt = self._receipt(unit.entry, stream.span.start, position.offset, counts, stream)
+        receipt = self._receipt(unit.entry, stream.span.start, position.offset, counts)
         if self.spec.receipts.topic:
             stream.sink.produce(self.spec.receipts.topic, unit.entry.uri.encode(), receipt.encode())
         self._receipts[unit.entry.uri] = receipt
 
-    def _receipt(self, entry: ObjectEntry, start: int, end: int, counts: Counts, stream: Stream | None) -> Receipt:
-        run_id = stream.imp.checkpoints.current.run_id if stream is not None else None
-        return Receipt.of(job_id=self.spec.job_id, run_id=run_id or self.rerun_id, uri=entry.uri, etag=entry.etag,
+    def _receipt(self, entry: ObjectEntry, start: int, end: int, counts: Counts) -> Receipt:
+        return Receipt.of(job_id=self.spec.job_id, run_id=self.rerun_id, uri=entry.uri, etag=entry.etag,
                           byte_range=(start, end), counts=counts, completed_at=datetime.now(UTC))
 
     def _keep_receipt(self, entry: ObjectEntry, receipt: Receipt) -> None:
@@ -288,7 +288,7 @@ class ObjectsRun:
         for final in finals:
             counts.add(final.counts())
         receipt = self._receipt(unit.entry, min(p.range_start or 0 for p in finals),
-                                max(p.byte_offset or 0 for p in finals), counts, None)
+                                max(p.byte_offset or 0 for p in finals), counts)
         try:
             self.store.put_new(Checkpoint(job_id=receipt_id(base), state=State.COMPLETED,
                                           message=receipt.encode().decode(), rerun_id=self.rerun_id),

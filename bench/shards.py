@@ -10,8 +10,10 @@ broker, and the topic's records are counted after it: a run that left more or fe
 is a failed run.
 
 Per run: wall time from the first spawn to the last exit, rows/s and CSV MB/s over it, the speed-up
-against 1 shard of the same source, the CPU seconds of the workers (wait4 of each process tree), of
-the broker and of moto (/proc/PID/stat before and after), and the 1-minute load average before.
+against 1 shard of the same source, the CPU seconds of the workers (wait4 of each process tree) and
+of the busiest shard (the speed-up with a core per shard), of the broker and of moto (/proc/PID/stat
+before and after) and of everything else on the machine (/proc/stat), the 1-minute load average
+before, and the bytes the broker stored per CSV byte (the topic's log segments).
 
     python -m bench shards                               # 1, 2, 4 shards, at-least-once, ~300 MB
     python -m bench shards --eos                         # and exactly-once for 1 and the most shards
@@ -344,6 +346,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     counts = [int(n) for n in args.shards.split(",")]
     names = [n.strip() for n in args.sources.split(",")]
+    if not set(names) <= {"object", "prefix"}:
+        raise SystemExit(f"--sources {args.sources!r}: object, prefix or both (object,prefix)")
     env = stack_env()
     cache = Path(env.get("CSVKAFKA_CACHE") or CACHE) / "bench"
     out = args.out or cache / "runs" / time.strftime("shards-%Y%m%d-%H%M%S")

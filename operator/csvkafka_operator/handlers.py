@@ -8,15 +8,20 @@ import kopf
 
 from csvkafka_operator.jobs import LABEL_MANAGED_BY, MANAGED_BY
 from csvkafka_operator.models import GROUP, PLURAL, VERSION, Retention
-from csvkafka_operator.reconcile import Reconciler
+from csvkafka_operator.reconcile import QUEUED, QUEUED_RECHECK_SECONDS, Reconciler
 from csvkafka_operator.settings import Settings
 
 IMPORTS = (GROUP, VERSION, PLURAL)
 
 
-def unfinished(status: kopf.Status, **_: Any) -> bool:
-    # Only running imports are polled; a finished one also loses the finalizer the timer needs.
-    return not status.get("completionTime")
+def queued(status: kopf.Status, **_: Any) -> bool:
+    return any(c.get("type") == "Progressing" and c.get("reason") == QUEUED for c in status.get("conditions") or [])
+
+
+def polled(status: kopf.Status, **_: Any) -> bool:
+    # Only running imports are polled; a finished one also loses the finalizer the timers need. A queued
+    # one is started by the Job events that free its pods.
+    return not status.get("completionTime") and not queued(status)
 
 
 def deletes_checkpoints(spec: kopf.Spec, **_: Any) -> bool:
@@ -37,10 +42,14 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, settings: 
     def ensure(namespace: str | None, name: str, **_: Any) -> None:
         reconcile(namespace, name)
 
-    @kopf.timer(*IMPORTS, id="refresh", interval=settings.interval_seconds, when=unfinished, registry=registry)
+    @kopf.timer(*IMPORTS, id="refresh", interval=settings.interval_seconds, when=polled, registry=registry)
     def refresh(namespace: str | None, name: str, **_: Any) -> None:
-        if namespace:
-            reconciler.refresh(namespace, name)
+        reconcile(namespace, name)
+
+    # The Job events start queued imports; this only backs them up.
+    @kopf.timer(*IMPORTS, id="queued", interval=QUEUED_RECHECK_SECONDS, when=queued, registry=registry)
+    def recheck(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile(namespace, name)
 
     @kopf.on.event("batch", "v1", "jobs", id="job-changed", labels={LABEL_MANAGED_BY: MANAGED_BY},
                    registry=registry)

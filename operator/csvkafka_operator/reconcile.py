@@ -7,7 +7,6 @@ so create, resume, spec edits, Job events and the timer all run the same `reconc
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,31 +24,21 @@ from csvkafka_operator.status import Blocker, Event, Observed
 
 Emit = Callable[[Json, Event], None]
 QUEUED = "Queued"
-# A queued import starts when a Job event frees pods; its timer looks again this seldom, as a backstop.
+# A queued import starts when a Job event frees pods; a timer looks again this seldom, as a backstop.
 QUEUED_RECHECK_SECONDS = 30.0
 
 
 class Reconciler:
     def __init__(self, kube: Kube, checkpoints: Checkpoints, settings: Settings, *, emit: Emit,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.kube = kube
         self.checkpoints = checkpoints
         self.settings = settings
         self.emit = emit
         self.clock = clock
-        self.monotonic = monotonic
-        self.cap = PodCap(settings.max_worker_pods_per_namespace, clock=monotonic)
+        self.cap = PodCap(settings.max_worker_pods_per_namespace)
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._queued_at: dict[tuple[str, str], float] = {}
-
-    def refresh(self, namespace: str, name: str) -> None:
-        """The timer's pass: a queued import is started by Job events, so the timer only backs them up."""
-        queued_at = self._queued_at.get((namespace, name))
-        if queued_at is not None and self.monotonic() - queued_at < QUEUED_RECHECK_SECONDS:
-            return
-        self.reconcile(namespace, name)
 
     def job_event(self, job: Json, *, deleted: bool) -> None:
         """A Job of the operator's changed: its import's pass, then the queued imports its pods may make room for."""
@@ -71,7 +60,7 @@ class Reconciler:
         with self._lock(namespace, name):
             body = self.kube.get_import(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
-                self._dequeue(namespace, name)
+                self.cap.leave(namespace, name)
                 return
             previous = ImportStatus.model_validate(body.get("status") or {})
             try:
@@ -81,10 +70,8 @@ class Reconciler:
                 self._publish(body, previous, status.invalid(previous, generation, str(invalid), self.clock()))
                 return
             job, blocker = self._ensure(resource)
-            if blocker is not None and blocker.reason == QUEUED:
-                self._queued_at[(namespace, name)] = self.monotonic()
-            else:
-                self._dequeue(namespace, name)
+            if blocker is None or blocker.reason != QUEUED:
+                self.cap.leave(namespace, name)
             current = status.compute(resource, self._observe(resource, job, blocker), self.clock())
             # A stalled worker's pod is deleted (a failure the Job counts against its retries) and its
             # next pod resumes from the checkpoint. Deleted before the status says so: a failed delete
@@ -222,10 +209,6 @@ class Reconciler:
         event = status.transition(previous, current)
         if event is not None:
             self.emit(body, event)
-
-    def _dequeue(self, namespace: str, name: str) -> None:
-        self.cap.leave(namespace, name)
-        self._queued_at.pop((namespace, name), None)
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:

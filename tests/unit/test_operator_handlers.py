@@ -17,9 +17,6 @@ class Recorder:
     def reconcile(self, namespace: str, name: str) -> None:
         self.calls.append(("reconcile", namespace, name))
 
-    def refresh(self, namespace: str, name: str) -> None:
-        self.calls.append(("refresh", namespace, name))
-
     def job_event(self, job: dict[str, Any], *, deleted: bool) -> None:
         self.calls.append(("job_event", job["metadata"]["name"], deleted))
 
@@ -38,6 +35,19 @@ def test_job_events_and_timer_ticks_reach_the_reconciler() -> None:
     handler(registry, "job-changed")(body=job, type="DELETED")
     handler(registry, "job-changed")(body=job, type="MODIFIED")
     handler(registry, "refresh")(namespace="data", name="people")
-    handler(registry, "ensure")(namespace="data", name="people")
+    handler(registry, "queued")(namespace="data", name="queued-one")
     assert recorder.calls == [("job_event", "people-1", True), ("job_event", "people-1", False),
-                              ("refresh", "data", "people"), ("reconcile", "data", "people")]
+                              ("reconcile", "data", "people"), ("reconcile", "data", "queued-one")]
+
+
+def progressing(reason: str, **status: Any) -> Any:
+    # kopf's Status is a view of the body's status.
+    return kopf.Status({"status": {"conditions": [{"type": "Progressing", "status": "True", "reason": reason}],
+                                   **status}})
+
+
+def test_a_running_import_is_polled_and_a_queued_one_only_rechecked_now_and_then() -> None:
+    assert handlers.polled(progressing("Running")) and not handlers.queued(progressing("Running"))
+    assert handlers.queued(progressing("Queued")) and not handlers.polled(progressing("Queued"))
+    assert not handlers.polled(progressing("Completed", completionTime="2026-01-16T10:01:00Z"))
+    assert handlers.polled(kopf.Status({"status": {}}))

@@ -6,7 +6,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from csvkafka_operator.reconcile import QUEUED_RECHECK_SECONDS, Reconciler
+from csvkafka_operator.reconcile import Reconciler
 from csvkafka_operator.settings import Settings
 from csvkafka_operator.status import Event
 from csvkafka_worker.checkpoint import Checkpoint, State
@@ -101,7 +101,7 @@ class FakeCheckpoints:
         self.items[job_id] = Checkpoint(job_id=job_id, last_line=row - 1, state=State.INTERRUPTED)
 
 
-def setup(clock: list[datetime] | None = None, settings: Settings | None = None, monotonic: list[float] | None = None,
+def setup(clock: list[datetime] | None = None, settings: Settings | None = None,
           **spec: Any) -> tuple[FakeKube, FakeCheckpoints, Reconciler, list[Event]]:
     kube = FakeKube({"source": {"uri": "s3://exports/people.csv"}, "sink": {"bootstrapServers": "b:9092",
                                                                             "topic": "people"},
@@ -109,7 +109,7 @@ def setup(clock: list[datetime] | None = None, settings: Settings | None = None,
     checkpoints, events = FakeCheckpoints(), []
     reconciler = Reconciler(kube, checkpoints, settings or Settings(worker_image="csvkafka:test"),
                             emit=lambda body, event: events.append(event),
-                            clock=lambda: (clock or [START])[0], monotonic=lambda: (monotonic or [0.0])[0])
+                            clock=lambda: (clock or [START])[0])
     return kube, checkpoints, reconciler, events
 
 
@@ -121,9 +121,8 @@ def other_job(name: str, parallelism: int = 1) -> dict[str, Any]:
 
 
 def test_an_import_over_the_pod_cap_is_queued_and_a_finishing_job_starts_it() -> None:
-    now = [0.0]
     kube, _, reconciler, events = setup(settings=Settings(worker_image="csvkafka:test",
-                                                          max_worker_pods_per_namespace=2), monotonic=now)
+                                                          max_worker_pods_per_namespace=2))
     kube.jobs = {"other-a": other_job("other-a"), "other-b": other_job("other-b")}
     reconciler.reconcile(NS, NAME)
     assert kube.created == []
@@ -133,15 +132,9 @@ def test_an_import_over_the_pod_cap_is_queued_and_a_finishing_job_starts_it() ->
     assert "cap of 2 per namespace (CSVKAFKA_MAX_PODS_PER_NAMESPACE" in progressing["message"]
     assert [e.reason for e in events] == ["Queued"]
 
-    # The timer leaves a queued import to the Job events, looking again only now and then.
-    kube.reads.clear()
-    reconciler.refresh(NS, NAME)
-    assert kube.reads == []
-    now[0] = QUEUED_RECHECK_SECONDS + 1
-    reconciler.refresh(NS, NAME)
-    reconciler.refresh(NS, NAME)
-    assert kube.reads == [NAME]
-    assert [e.reason for e in events] == ["Queued"]
+    # Passes while it waits change nothing.
+    reconciler.reconcile(NS, NAME)
+    assert kube.created == [] and [e.reason for e in events] == ["Queued"]
     # A Job event that frees no pod starts nothing.
     reconciler.job_event(kube.jobs["other-a"], deleted=False)
     assert kube.created == []
@@ -151,10 +144,6 @@ def test_an_import_over_the_pod_cap_is_queued_and_a_finishing_job_starts_it() ->
     [job] = kube.created
     assert kube.body["status"]["jobName"] == job
     assert [c["reason"] for c in kube.body["status"]["conditions"] if c["type"] == "Progressing"] == ["Starting"]
-    # Started: the timer's passes run again, every time.
-    reconciler.refresh(NS, NAME)
-    reconciler.refresh(NS, NAME)
-    assert [name for name in kube.reads if name == NAME] == [NAME] * 4
 
 
 def test_a_queued_import_that_is_gone_makes_room_for_the_next() -> None:

@@ -39,7 +39,11 @@ class Checkpoints:
 
     def read(self, table: str, job_ids: Sequence[str]) -> dict[str, Checkpoint]:
         """The items that exist, by job id; none when the table is missing (the worker reports that)."""
-        found: dict[str, Checkpoint] = {}
+        return {job_id: from_item(item) for job_id, item in self.raw(table, job_ids).items()}
+
+    def raw(self, table: str, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The raw items that exist, by job id, read in batches; none when the table is missing."""
+        found: dict[str, dict[str, Any]] = {}
         try:
             for batch in _batches(list(job_ids), BATCH_GET_LIMIT):
                 keys = [{"job_id": {"S": job_id}} for job_id in batch]
@@ -47,8 +51,7 @@ class Checkpoints:
                     response = self._dynamodb.batch_get_item(
                         RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
                     for item in response.get("Responses", {}).get(table, []):
-                        checkpoint = from_item(item)
-                        found[checkpoint.job_id] = checkpoint
+                        found[item["job_id"]["S"]] = item
                     keys = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
         except ClientError as error:
             if _missing_table(error):

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from csvkafka_operator import stalls, status
+from csvkafka_operator import cleanup, stalls, status
 from csvkafka_operator.capacity import PodCap
 from csvkafka_operator.checkpoints import Checkpoints, TableNotFound
 from csvkafka_operator.jobs import job_name, render_job, service_account
@@ -21,6 +21,7 @@ from csvkafka_operator.k8s import Json, Kube
 from csvkafka_operator.models import API_VERSION, KIND, CsvKafkaImport, ImportStatus, InvalidResource
 from csvkafka_operator.settings import Settings
 from csvkafka_operator.status import Blocker, Event, Observed
+from csvkafka_worker.planstore import header_id
 
 Emit = Callable[[Json, Event], None]
 QUEUED = "Queued"
@@ -86,8 +87,18 @@ class Reconciler:
         resource = CsvKafkaImport.from_body(body)
         if self._stop_jobs(resource, self._owned_jobs(resource)):
             return False
-        self.checkpoints.delete(resource.spec.checkpoint.table, self._every_shard_id(resource))
+        table = resource.spec.checkpoint.table
+        self.checkpoints.delete(table, [*self._every_shard_id(resource), *self._objects_ids(resource)])
         return True
+
+    def _objects_ids(self, resource: CsvKafkaImport) -> list[str]:
+        """A multi-object import's plan, objects and receipts (none for a single object)."""
+        if resource.spec.source.single_object:
+            return []
+        table, job_id = resource.spec.checkpoint.table, resource.spec.job_id
+        header = self.checkpoints.raw(table, [header_id(job_id)]).get(header_id(job_id))
+        pages = self.checkpoints.raw(table, cleanup.page_ids(job_id, header))
+        return cleanup.kept_ids(job_id, header, pages.values(), resource.spec.parallelism)
 
     # -- the Job ---------------------------------------------------------------------------------
 

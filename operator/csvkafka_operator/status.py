@@ -39,7 +39,7 @@ STALLED = "Stalled"
 OBJECTS_FAILED = "ObjectsFailed"
 # Progressing reasons that are business as usual; any other one is posted as a Warning event.
 ROUTINE = frozenset({"Creating", "Starting", "Running", Reason.INTERRUPTED, "Completing", "Suspended", "Completed",
-                     "StoppingPreviousRun"})
+                     "StoppingPreviousRun", "Queued"})
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,7 +88,11 @@ class FakeKube:
 class FakeCheckpoints:
     def __init__(self) -> None:
         self.items: dict[str, Checkpoint] = {}
+        self.raw_items: dict[str, dict[str, Any]] = {}
         self.writes: list[tuple[str, ...]] = []
+
+    def raw(self, table: str, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {i: self.raw_items[i] for i in job_ids if i in self.raw_items}
 
     def read(self, table: str, job_ids: list[str]) -> dict[str, Checkpoint]:
         return {i: self.items[i] for i in job_ids if i in self.items}
@@ -264,6 +270,26 @@ def test_deletion_with_retention_delete_waits_for_the_workers_then_deletes_the_c
     kube.finish_deletions()
     assert reconciler.finalize(kube.body) is True
     assert checkpoints.writes == [("delete", JOB_ID)]
+
+
+def test_deleting_a_multi_object_import_deletes_its_plan_objects_and_receipts_too() -> None:
+    kube, checkpoints, reconciler, _ = setup(source={"uri": "s3://exports/in/"},
+                                             checkpoint={"table": "checkpoints", "retention": "Delete"})
+    job = "exports/in/->people"
+    rows = [["exports", "in/a.csv", 10, "e", "2026-11-30T00:00:00+00:00"]]
+    checkpoints.raw_items = {
+        f"{job}!plan": {"run_id": {"S": "initial"}, "state": {"S": "complete"}, "objects": {"N": "1"},
+                        "total_bytes": {"N": "10"}, "pages": {"N": "1"}, "extent": {"N": "1"},
+                        "generation": {"N": "1"}},
+        f"{job}!plan!0": {"entries": {"B": zlib.compress(json.dumps(rows).encode())}}}
+    reconciler.reconcile(NS, NAME)
+    assert reconciler.finalize(kube.body) is False
+    kube.finish_deletions()
+    assert reconciler.finalize(kube.body) is True
+    [(verb, *deleted)] = checkpoints.writes
+    assert verb == "delete" and set(deleted) == {
+        f"{job}#0/1", f"{job}@exports/in/a.csv", f"{job}@exports/in/a.csv!receipt", f"{job}!plan!0", f"{job}!plan",
+        f"{job}!manifest"}
 
 
 def test_a_stalled_workers_pod_is_deleted_once_and_the_job_spec_follows_the_deadline() -> None:

@@ -169,6 +169,16 @@ def object_job_id(job_id: str, bucket: str, key: str) -> str:
     return f"{job_id}@{bucket}/{key}"
 
 
+def receipt_id(object_id: str) -> str:
+    """The item keeping an object's receipt, for the manifest."""
+    return f"{object_id}!receipt"
+
+
+def manifest_id(job_id: str) -> str:
+    """The item that elects the one worker writing a multi-object import's manifest."""
+    return f"{job_id}!manifest"
+
+
 def shard_job_id(job_id: str, index: int, count: int) -> str:
     """The checkpoint key of one shard: the job id itself for a single shard, else suffixed."""
     return job_id if count == 1 else f"{job_id}#{index}/{count}"

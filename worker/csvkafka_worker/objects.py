@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from csvkafka_worker import positions
-from csvkafka_worker.checkpoint import Checkpoint, State, object_job_id, shard_job_id
+from csvkafka_worker.checkpoint import Checkpoint, State, manifest_id, object_job_id, receipt_id, shard_job_id
 from csvkafka_worker.engine import choose
 from csvkafka_worker.errors import BadInput, Reason, StoppedWhileWaiting, WorkerError, stopping_on_failure
 from csvkafka_worker.importer import Checkpoints, Hooks, Importer, Outcome, Stream, Target, open_sink, rate_limit
@@ -47,14 +47,6 @@ OBJECT_REASONS = (Reason.BAD_INPUT, Reason.SOURCE_CHANGED, Reason.SOURCE_CORRUPT
 FAILED_LISTED = 20
 # How long a worker waits for another one to finish listing the source.
 PLAN_WAIT_SECONDS = 900.0
-
-
-def receipt_id(object_id: str) -> str:
-    return f"{object_id}!receipt"
-
-
-def manifest_id(job_id: str) -> str:
-    return f"{job_id}!manifest"
 
 
 @dataclass

@@ -96,13 +96,7 @@ class PlanStore:
 
     def header(self) -> PlanHeader | None:
         item = self._get(self._header_key())
-        if item is None:
-            return None
-        return PlanHeader(
-            run_id=item["run_id"]["S"], state=PlanState(item["state"]["S"]), objects=int(item["objects"]["N"]),
-            total_bytes=int(item["total_bytes"]["N"]), pages=int(item["pages"]["N"]), extent=int(item["extent"]["N"]),
-            generation=int(item["generation"]["N"]), owner=item["owner"]["S"] if "owner" in item else None,
-            lease_expires=float(item["lease_expires"]["N"]) if "lease_expires" in item else None)
+        return None if item is None else decode_header(item)
 
     def entries(self) -> Iterator[ObjectEntry]:
         """The complete plan's objects in plan order, read page by page."""
@@ -115,8 +109,7 @@ class PlanStore:
                 raise Infrastructure(f"page {n} of the plan of job {self.job_id!r} is missing or from another plan "
                                      "(the plan was replaced by a new run); the Job retries",
                                      reason=Reason.INTERNAL_ERROR)
-            for bucket, key, size, etag, modified in json.loads(zlib.decompress(item["entries"]["B"])):
-                yield ObjectEntry(bucket, key, size, etag, datetime.fromisoformat(modified))
+            yield from decode_page(item)
 
     def delete(self) -> None:
         """Removes the plan, pages first (a reset)."""
@@ -227,7 +220,29 @@ class PlanStore:
         return item
 
     def _header_key(self) -> dict[str, Any]:
-        return {"job_id": {"S": f"{self.job_id}!plan"}}
+        return {"job_id": {"S": header_id(self.job_id)}}
 
     def _page_key(self, n: int) -> dict[str, Any]:
-        return {"job_id": {"S": f"{self.job_id}!plan!{n}"}}
+        return {"job_id": {"S": page_id(self.job_id, n)}}
+
+
+def header_id(job_id: str) -> str:
+    return f"{job_id}!plan"
+
+
+def page_id(job_id: str, n: int) -> str:
+    return f"{job_id}!plan!{n}"
+
+
+def decode_header(item: dict[str, Any]) -> PlanHeader:
+    return PlanHeader(
+        run_id=item["run_id"]["S"], state=PlanState(item["state"]["S"]), objects=int(item["objects"]["N"]),
+        total_bytes=int(item["total_bytes"]["N"]), pages=int(item["pages"]["N"]), extent=int(item["extent"]["N"]),
+        generation=int(item["generation"]["N"]), owner=item["owner"]["S"] if "owner" in item else None,
+        lease_expires=float(item["lease_expires"]["N"]) if "lease_expires" in item else None)
+
+
+def decode_page(item: dict[str, Any]) -> Iterator[ObjectEntry]:
+    """A page item's entries, in plan order."""
+    for bucket, key, size, etag, modified in json.loads(zlib.decompress(item["entries"]["B"])):
+        yield ObjectEntry(bucket, key, size, etag, datetime.fromisoformat(modified))

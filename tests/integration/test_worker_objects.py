@@ -185,3 +185,7 @@ def test_a_worker_killed_mid_run_resumes_only_its_own_unfinished_objects(
     assert resumed[0]["source"] == first_run[1] and 0 < resumed[0]["row"] < 150_000
     expected = {f"s3://{s3_bucket}/{key}": _rows(body) for key, body in bodies.items()}
     assert _by_object(records) == expected  # exactly once: every row once
+    # The shards' summaries count every row, those of the object finished before the kill included.
+    summaries = [dynamodb.get_item(TableName=checkpoint_table, Key={"job_id": {"S": f"killed#{i}/2"}},
+                                   ConsistentRead=True)["Item"] for i in range(2)]
+    assert sum(int(item["total_sent"]["N"]) for item in summaries) == len(records) == 6 * 150_000

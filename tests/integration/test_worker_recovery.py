@@ -200,7 +200,10 @@ def test_three_shards_with_dead_letters_survive_ten_sigkills(job: Import, delive
     dlq = unique_name("dlq")
     admin = AdminClient({"bootstrap.servers": job.bootstrap})
     admin.create_topics([NewTopic(dlq, 1, 1)])[dlq].result(30)
-    extra = ["--delivery", delivery, "--on-bad-row", "dead-letter", "--dead-letter-topic", dlq]
+    # 150,000 rows/s for the import (50,000 a shard): ten kills land before the shards can finish, however
+    # fast the machine.
+    extra = ["--delivery", delivery, "--on-bad-row", "dead-letter", "--dead-letter-topic", dlq,
+             "--rate-rows", "150000"]
 
     def start(shard: int) -> subprocess.Popen[str]:
         return job.start(*FAST_CHECKPOINTS, "--shard", f"{shard}/3", *extra)

@@ -65,10 +65,14 @@ class Tally:
         self.rows += final.last_line
         self.bytes_done += unit.nominal_end - unit.nominal_start
 
-    def skip(self, unit: Unit) -> None:
+    def skip(self, unit: Unit, done: Checkpoint | None) -> None:
         """A unit a previous pass completed: its object counts as done (a split object by its first piece's
-        shard, which after a restart may differ from the one that wrote its receipt)."""
-        self.bytes_done += unit.nominal_end - unit.nominal_start
+        shard, which after a restart may differ from the one that wrote its receipt); `done`, its item when
+        this run completed it (a restarted worker), adds its rows to this run's."""
+        if done is not None:
+            self.add(unit, done)
+        else:
+            self.bytes_done += unit.nominal_end - unit.nominal_start
         self.objects_done += unit.piece == 0
 
     def fail(self, unit: Unit, error: WorkerError) -> None:
@@ -108,6 +112,8 @@ class ObjectsRun:
         self._last_summary = 0.0
         # Receipts produced with their object's last rows, kept in DynamoDB once the object's checkpoint is final.
         self._receipts: dict[str, Receipt] = {}
+        # Units this run completed before a restart, skipped now: their rows still count in the summary.
+        self._done_this_run: dict[str, Checkpoint] = {}
 
     def _wait_unless_stopped(self, seconds: float) -> None:
         if self.stop.wait(seconds):
@@ -161,7 +167,7 @@ class ObjectsRun:
                 return self._finish(State.INTERRUPTED)
             wanted = self._unit_id(unit) in scanned if unit.pieces > 1 else self._prepare(unit)
             if not wanted:
-                self.tally.skip(unit)
+                self.tally.skip(unit, self._done_this_run.pop(self._unit_id(unit), None))
                 continue
             self.summary.current = self.summary.current.advanced(
                 current_object=unit.entry.uri, message=f"unit {number}/{units}: {unit.entry.uri}")
@@ -200,6 +206,8 @@ class ObjectsRun:
         action = decide(self.spec.rerun.mode, unit.entry, (prior.source_etag, prior.state) if prior else None,
                         same_run=same_run)
         if action is Action.SKIP:
+            if same_run and prior is not None:
+                self._done_this_run[unit_id] = prior
             return False
         if action is Action.REIMPORT or prior is None or not same_run:
             # A fresh pass (a new run id) whose item records the rerun it belongs to; a live owner is
